@@ -1,0 +1,69 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "BuddyPools",
+    products: [
+        .library(name: "BuddyPools", targets: ["BuddyPools"]),
+        .library(name: "BuddyPoolsMetrics", targets: ["BuddyPoolsMetrics"]),
+        .executable(name: "buddypools", targets: ["buddypools"]),
+        .executable(name: "buddypools-bench", targets: ["BuddyBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+    ],
+    targets: [
+        // The C shim: what Swift cannot import directly (libnuma, mmap flags, __thread, membarrier).
+        .target(
+            name: "CNuma",
+            path: "CNuma",
+            linkerSettings: [.linkedLibrary("numa")]
+        ),
+        .target(
+            name: "BuddyPools",
+            dependencies: ["CNuma"]
+        ),
+        .target(
+            name: "BuddyPoolsMetrics",
+            dependencies: [
+                "BuddyPools",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .executableTarget(
+            name: "buddypools",
+            dependencies: [
+                "BuddyPools",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(
+            name: "CBenchSupport",
+            path: "Benchmarks/CBenchSupport",
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
+        .executableTarget(
+            name: "BuddyBench",
+            dependencies: [
+                "BuddyPools",
+                "CBenchSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Benchmarks/BuddyBench"
+        ),
+        .target(
+            name: "CTestSupport",
+            path: "Tests/CTestSupport"
+        ),
+        .testTarget(
+            name: "BuddyPoolsTests",
+            dependencies: ["BuddyPools", "CTestSupport", "CNuma"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

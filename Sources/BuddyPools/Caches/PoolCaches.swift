@@ -1,0 +1,396 @@
+import CNuma
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where cached blocks come from and go back to: the pool behind the caches.
+protocol CacheBackend: AnyObject {
+    /// Allocates up to `count` blocks of `order` as cached blocks into `into`; returns how many.
+    func refillCache(order: Int, into: UnsafeMutablePointer<CachedBlock>, count: Int) -> Int
+    /// Frees `count` cached blocks of `order` back to the buddy allocator.
+    func releaseCached(order: Int, from: UnsafeMutablePointer<CachedBlock>, count: Int)
+}
+
+/// The caches in front of one pool: per-thread magazines (lock-free for their owner) and
+/// per-CPU, per-group or per-node depots behind them (one mutex each). Only unmovable blocks
+/// of orders up to `maxOrder` pass through them.
+final class PoolCaches: @unchecked Sendable {
+    // @unchecked: immutable configuration; depots behind their mutexes; thread caches follow the
+    // ownership protocol described on `ThreadCache`; counters are atomics.
+    let cacheIndex: Int
+    let token: UInt64
+    let maxOrder: Int
+    let sizes: MagazineSizes
+    let geometry: BuddyGeometry
+    let locked: Bool
+    let nodes: NodeSet
+    let sharding: CacheConfiguration.Sharding
+
+    private let depots: UnsafeMutablePointer<Mutex<DepotShard>>
+    let depotCount: Int
+    /// Depot index for each CPU id; CPUs beyond the table or outside `cpus=` share the last depot.
+    private let depotOfCPU: [Int]
+    private let depotStorage: MetadataBuffer
+    /// Caches of live threads, for draining under pressure. Lock order: this list, a thread's
+    /// cache lock, a depot, the pool core.
+    private let threadCaches = Mutex<[ThreadCacheHandle]>([])
+
+    /// Bytes in magazines and depots, as of each thread's last slow path.
+    let cachedBytes = Atomic<Int>(0)
+    let cachedAllocations = Atomic<Int>(0)
+    let cachedFrees = Atomic<Int>(0)
+
+    struct DepotShard: @unchecked Sendable {
+        // @unchecked: the magazines are only touched while holding the depot's mutex.
+        let magazines: UnsafeMutablePointer<Magazine>
+    }
+
+    /// A thread cache in the drain list.
+    struct ThreadCacheHandle: @unchecked Sendable, Equatable {
+        // @unchecked: the list only hands it to drainers, who take the cache's own lock.
+        let cache: UnsafeMutablePointer<ThreadCache>
+    }
+
+    init(
+        geometry: BuddyGeometry, configuration: CacheConfiguration, poolCapacity: Int, cacheIndex: Int, token: UInt64,
+        cpus: CPUSet, topology: NUMATopology, locked: Bool, nodes: NodeSet
+    ) throws(SystemError) {
+        self.geometry = geometry
+        self.cacheIndex = cacheIndex
+        self.token = token
+        self.locked = locked
+        self.nodes = nodes
+        self.sharding = configuration.sharding
+        // By default cache only blocks up to 1/32 of the pool, so caches cannot hoard a small pool.
+        let defaultMax = (0...geometry.maxOrder).last { geometry.blockSize(order: $0) <= max(poolCapacity / 32, geometry.minBlockSize) } ?? 0
+        maxOrder = configuration.maxOrder ?? defaultMax
+        let budget = configuration.magazineBytes ?? min(8 << 20, max(256 << 10, poolCapacity / 256))
+        sizes = MagazineSizes(geometry: geometry, cachedMaxOrder: maxOrder, budgetBytes: budget)
+
+        let (table, count) = Self.depotTable(sharding: configuration.sharding, cpus: cpus, topology: topology)
+        depotOfCPU = table
+        depotCount = count
+        let orderCount = maxOrder + 1
+        // A depot holds two magazines' worth of each order.
+        let perDepot = orderCount * MemoryLayout<Magazine>.stride + 2 * sizes.entryCount * MemoryLayout<CachedBlock>.stride + 64 * orderCount
+        depotStorage = try MetadataBuffer(byteCount: perDepot * count + 4096, nodes: nodes, locked: locked, label: "cache depots")
+        depots = UnsafeMutablePointer<Mutex<DepotShard>>.allocate(capacity: count)
+        var offset = 0
+        for index in 0..<count {
+            let magazines = depotStorage.slice(offset: &offset, byteCount: orderCount * MemoryLayout<Magazine>.stride)
+                .bindMemory(to: Magazine.self, capacity: orderCount)
+            for order in 0..<orderCount {
+                let capacity = 2 * sizes.capacities[order]
+                let entries = depotStorage.slice(offset: &offset, byteCount: capacity * MemoryLayout<CachedBlock>.stride)
+                    .bindMemory(to: CachedBlock.self, capacity: capacity)
+                (magazines + order).initialize(to: Magazine(
+                    count: 0, capacity: capacity, batch: sizes.batches[order],
+                    blockBytes: geometry.blockSize(order: order), entries: entries))
+            }
+            (depots + index).initialize(to: Mutex(DepotShard(magazines: magazines)))
+        }
+        _ = cnuma_heavy_barrier_register()
+    }
+
+    deinit {
+        // Thread caches are freed by their owning threads (they notice the token is gone).
+        depots.deinitialize(count: depotCount)
+        depots.deallocate()
+    }
+
+    /// Maps CPUs to depots for a sharding mode. CPUs outside `cpus` share one extra depot.
+    private static func depotTable(sharding: CacheConfiguration.Sharding, cpus: CPUSet, topology: NUMATopology) -> ([Int], Int) {
+        let highest = max(cpus.last ?? 0, topology.allowedCPUs.last ?? 0, Int(cnuma_configured_cpus()) - 1)
+        var table = [Int](repeating: -1, count: highest + 1)
+        var count = 0
+        switch sharding {
+        case .perCPU:
+            for cpu in cpus { table[cpu] = count; count += 1 }
+        case .perGroup(let size):
+            var members = 0
+            for cpu in cpus {
+                table[cpu] = count
+                members += 1
+                if members == size { count += 1; members = 0 }
+            }
+            if members > 0 { count += 1 }
+        case .perNode:
+            var nodeDepot: [Int: Int] = [:]
+            for cpu in cpus {
+                let node = topology.node(ofCPU: cpu)?.id ?? 0
+                if nodeDepot[node] == nil { nodeDepot[node] = count; count += 1 }
+                table[cpu] = nodeDepot[node]!
+            }
+        }
+        let shared = count
+        return (table.map { $0 < 0 ? shared : $0 }, count + 1)
+    }
+
+    // MARK: Fast path (owner thread, no lock, no atomic read-modify-write)
+
+    /// The calling thread's cache for this pool, if it has one.
+    @inline(__always)
+    func currentThreadCache() -> UnsafeMutablePointer<ThreadCache>? {
+        guard let root = cnuma_thread_cache(),
+              let raw = root.load(fromByteOffset: cacheIndex &* MemoryLayout<UnsafeMutableRawPointer?>.stride, as: UnsafeMutableRawPointer?.self)
+        else { return nil }
+        let cache = raw.assumingMemoryBound(to: ThreadCache.self)
+        return cache.pointee.token == token ? cache : nil
+    }
+
+    /// Pops a cached block and marks it allocated; nil sends the caller to `refillAndPop`.
+    @inline(__always)
+    func pop(order: Int) -> UInt? {
+        guard let cache = currentThreadCache() else { return nil }
+        guard enter(cache) else { return nil }
+        let magazine = cache.pointee.magazines + order
+        let count = magazine.pointee.count
+        guard count > 0 else {
+            leave(cache)
+            return nil
+        }
+        let block = magazine.pointee.entries[count &- 1]
+        magazine.pointee.count = count &- 1
+        block.state.pointee.store(BlockState.allocated(order: order, mobilityClass: 0).rawValue, ordering: .relaxed)
+        cache.pointee.pendingCachedBytes &-= magazine.pointee.blockBytes
+        cache.pointee.pendingAllocations &+= 1
+        leave(cache)
+        return block.address
+    }
+
+    /// Pushes a block the caller has checked is an allocated, unmovable head of `order`;
+    /// false sends the caller to `pushSlow`.
+    @inline(__always)
+    func push(address: UInt, state: UnsafeMutablePointer<Atomic<UInt8>>, order: Int) -> Bool {
+        guard let cache = currentThreadCache() else { return false }
+        guard enter(cache) else { return false }
+        let magazine = cache.pointee.magazines + order
+        let count = magazine.pointee.count
+        guard count < magazine.pointee.capacity else {
+            leave(cache)
+            return false
+        }
+        state.pointee.store(BlockState.cached(order: order).rawValue, ordering: .relaxed)
+        magazine.pointee.entries[count] = CachedBlock(address: address, state: state)
+        magazine.pointee.count = count &+ 1
+        cache.pointee.pendingCachedBytes &+= magazine.pointee.blockBytes
+        cache.pointee.pendingFrees &+= 1
+        leave(cache)
+        return true
+    }
+
+    @inline(__always)
+    private func enter(_ cache: UnsafeMutablePointer<ThreadCache>) -> Bool {
+        cache.pointee.inUse.store(1, ordering: .relaxed)
+        cnuma_compiler_barrier()
+        if cache.pointee.drainRequested.load(ordering: .acquiring) != 0 {
+            cache.pointee.inUse.store(0, ordering: .releasing)
+            return false
+        }
+        return true
+    }
+
+    @inline(__always)
+    private func leave(_ cache: UnsafeMutablePointer<ThreadCache>) {
+        cnuma_compiler_barrier()
+        cache.pointee.inUse.store(0, ordering: .releasing)
+    }
+
+    // MARK: Slow path (owner thread, under its cache lock)
+
+    /// Refills the calling thread's magazine from its depot, then from the pool, and pops.
+    func refillAndPop(order: Int, backend: some CacheBackend) -> UInt? {
+        guard let cache = threadCacheOrCreate() else { return nil }
+        return cache.pointee.lock.withLock { _ -> UInt? in
+            let magazine = cache.pointee.magazines + order
+            if magazine.pointee.isEmpty {
+                let wanted = magazine.pointee.batch
+                var got = withDepot { $0.magazines[order].count > 0 ? magazine.pointee.take(from: &$0.magazines[order], limit: wanted) : 0 }
+                if got == 0 {
+                    got = backend.refillCache(order: order, into: magazine.pointee.entries + magazine.pointee.count, count: wanted)
+                    magazine.pointee.count += got
+                    cachedBytes.add(got * magazine.pointee.blockBytes, ordering: .relaxed)
+                }
+                guard got > 0 else {
+                    fold(cache)
+                    return nil
+                }
+            }
+            magazine.pointee.count -= 1
+            let block = magazine.pointee.entries[magazine.pointee.count]
+            block.state.pointee.store(BlockState.allocated(order: order, mobilityClass: 0).rawValue, ordering: .relaxed)
+            cache.pointee.pendingCachedBytes -= magazine.pointee.blockBytes
+            cache.pointee.pendingAllocations += 1
+            fold(cache)
+            return block.address
+        }
+    }
+
+    /// Pushes a checked block, making room by moving a batch to the depot or the pool.
+    func pushSlow(address: UInt, state: UnsafeMutablePointer<Atomic<UInt8>>, order: Int, backend: some CacheBackend) {
+        guard let cache = threadCacheOrCreate() else {
+            // No cache could be made (out of memory for metadata): free straight to the pool.
+            var block = CachedBlock(address: address, state: state)
+            state.pointee.store(BlockState.cached(order: order).rawValue, ordering: .relaxed)
+            cachedBytes.add(geometry.blockSize(order: order), ordering: .relaxed)
+            releaseToBackend(order: order, from: &block, count: 1, backend: backend)
+            return
+        }
+        cache.pointee.lock.withLock { _ in
+            let magazine = cache.pointee.magazines + order
+            if magazine.pointee.isFull {
+                let batch = magazine.pointee.batch
+                let moved = withDepot { depot -> Int in
+                    let target = depot.magazines + order
+                    let room = min(batch, target.pointee.capacity - target.pointee.count)
+                    guard room > 0 else { return 0 }
+                    (target.pointee.entries + target.pointee.count).update(from: magazine.pointee.entries, count: room)
+                    target.pointee.count += room
+                    return room
+                }
+                if moved > 0 {
+                    magazine.pointee.dropBottom(moved)
+                } else {
+                    releaseToBackend(order: order, from: magazine.pointee.entries, count: batch, backend: backend)
+                    magazine.pointee.dropBottom(batch)
+                }
+            }
+            state.pointee.store(BlockState.cached(order: order).rawValue, ordering: .relaxed)
+            magazine.pointee.entries[magazine.pointee.count] = CachedBlock(address: address, state: state)
+            magazine.pointee.count += 1
+            cache.pointee.pendingCachedBytes += magazine.pointee.blockBytes
+            cache.pointee.pendingFrees += 1
+            fold(cache)
+        }
+    }
+
+    /// The calling thread's cache, created (and registered for draining) on first use.
+    func threadCacheOrCreate() -> UnsafeMutablePointer<ThreadCache>? {
+        if let cache = currentThreadCache() { return cache }
+        let root = ThreadCacheRoot.currentOrCreate()
+        if let stale = root[cacheIndex] {
+            // A pool that used this index is gone; its blocks went with its memory.
+            ThreadCache.destroy(stale.assumingMemoryBound(to: ThreadCache.self))
+            root[cacheIndex] = nil
+        }
+        guard let cache = ThreadCache.make(
+            token: token, sizes: sizes, geometry: geometry, cacheIndex: cacheIndex, locked: locked, nodes: nodes)
+        else { return nil }
+        threadCaches.withLock { $0.append(ThreadCacheHandle(cache: cache)) }
+        root[cacheIndex] = UnsafeMutableRawPointer(cache)
+        return cache
+    }
+
+    private func fold(_ cache: UnsafeMutablePointer<ThreadCache>) {
+        if cache.pointee.pendingCachedBytes != 0 {
+            cachedBytes.add(cache.pointee.pendingCachedBytes, ordering: .relaxed)
+            cache.pointee.pendingCachedBytes = 0
+        }
+        if cache.pointee.pendingAllocations != 0 {
+            cachedAllocations.add(cache.pointee.pendingAllocations, ordering: .relaxed)
+            cache.pointee.pendingAllocations = 0
+        }
+        if cache.pointee.pendingFrees != 0 {
+            cachedFrees.add(cache.pointee.pendingFrees, ordering: .relaxed)
+            cache.pointee.pendingFrees = 0
+        }
+    }
+
+    private func withDepot<R>(_ body: (inout DepotShard) -> R) -> R {
+        let cpu = Int(cnuma_current_cpu())
+        let index = cpu >= 0 && cpu < depotOfCPU.count ? depotOfCPU[cpu] : depotCount - 1
+        return depots[index].withLock { body(&$0) }
+    }
+
+    private func releaseToBackend(order: Int, from entries: UnsafeMutablePointer<CachedBlock>, count: Int, backend: some CacheBackend) {
+        guard count > 0 else { return }
+        backend.releaseCached(order: order, from: entries, count: count)
+        cachedBytes.add(-count * geometry.blockSize(order: order), ordering: .relaxed)
+    }
+
+    // MARK: Draining (memory pressure, thread exit, shrink)
+
+    /// Empties the calling thread's magazines and every depot into the pool; returns the bytes freed.
+    @discardableResult
+    func drainLocal(backend: some CacheBackend) -> Int {
+        var freed = 0
+        if let cache = currentThreadCache() {
+            freed += cache.pointee.lock.withLock { _ in flushMagazines(of: cache, backend: backend) }
+        }
+        for index in 0..<depotCount {
+            freed += depots[index].withLock { depot in
+                var bytes = 0
+                for order in 0...maxOrder where depot.magazines[order].count > 0 {
+                    let magazine = depot.magazines + order
+                    bytes += magazine.pointee.count * magazine.pointee.blockBytes
+                    releaseToBackend(order: order, from: magazine.pointee.entries, count: magazine.pointee.count, backend: backend)
+                    magazine.pointee.count = 0
+                }
+                return bytes
+            }
+        }
+        return freed
+    }
+
+    /// Empties other threads' magazines too (membarrier(2) per thread that holds blocks);
+    /// returns the bytes freed.
+    @discardableResult
+    func drainAllThreads(backend: some CacheBackend) -> Int {
+        let current = currentThreadCache()
+        return threadCaches.withLock { caches in
+            var freed = 0
+            for handle in caches {
+                let cache = handle.cache
+                if cache == current {
+                    freed += cache.pointee.lock.withLock { _ in flushMagazines(of: cache, backend: backend) }
+                    continue
+                }
+                freed += cache.pointee.lock.withLock { _ -> Int in
+                    guard (0..<cache.pointee.orderCount).contains(where: { cache.pointee.magazines[$0].count > 0 }) else { return 0 }
+                    cache.pointee.drainRequested.store(1, ordering: .relaxed)
+                    _ = cnuma_heavy_barrier()
+                    // The owner finishes at most one fast-path operation; then it sees the request.
+                    while cache.pointee.inUse.load(ordering: .acquiring) != 0 { sched_yield() }
+                    let bytes = flushMagazines(of: cache, backend: backend)
+                    cache.pointee.drainRequested.store(0, ordering: .releasing)
+                    return bytes
+                }
+            }
+            return freed
+        }
+    }
+
+    /// Returns a departing thread's blocks to the pool and frees its cache.
+    func retire(_ cache: UnsafeMutablePointer<ThreadCache>, backend: some CacheBackend) {
+        threadCaches.withLock { caches in
+            caches.removeAll { $0.cache == cache }
+            cache.pointee.lock.withLock { _ in _ = flushMagazines(of: cache, backend: backend) }
+        }
+        ThreadCache.destroy(cache)
+    }
+
+    /// Caller holds the cache's lock, and the owner is not inside a fast-path operation.
+    private func flushMagazines(of cache: UnsafeMutablePointer<ThreadCache>, backend: some CacheBackend) -> Int {
+        var freed = 0
+        for order in 0..<cache.pointee.orderCount {
+            let magazine = cache.pointee.magazines + order
+            guard magazine.pointee.count > 0 else { continue }
+            freed += magazine.pointee.count * magazine.pointee.blockBytes
+            releaseToBackend(order: order, from: magazine.pointee.entries, count: magazine.pointee.count, backend: backend)
+            magazine.pointee.count = 0
+        }
+        fold(cache)
+        return freed
+    }
+
+    /// Threads that hold a cache for this pool now.
+    var threadCacheCount: Int { threadCaches.withLock { $0.count } }
+
+    /// Memory of the depots and of every live thread cache.
+    var storageBytes: Int {
+        let perThread = MemoryLayout<ThreadCache>.stride + sizes.capacities.count * MemoryLayout<Magazine>.stride
+            + sizes.entryCount * MemoryLayout<CachedBlock>.stride
+        return depotStorage.byteCount + threadCacheCount * perThread
+    }
+}

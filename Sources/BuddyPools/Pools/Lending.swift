@@ -1,0 +1,230 @@
+import Synchronization
+
+/// The pools of one `PoolSet` that may lend each other superblocks.
+final class LendingGroup: Sendable {
+    let pools: [MemoryPool]
+
+    init(pools: [MemoryPool]) { self.pools = pools }
+
+    func pool(id: UInt32) -> MemoryPool? { pools.first { $0.id == id } }
+}
+
+/// Which lenders want their superblocks back; a leaf lock, taken under a pool lock.
+enum LoanBoard {
+    private static let recalling = Mutex<Set<UInt32>>([])
+
+    static func isRecalling(_ lender: UInt32) -> Bool { recalling.withLock { $0.contains(lender) } }
+    static func setRecalling(_ lender: UInt32, _ on: Bool) {
+        recalling.withLock { if on { $0.insert(lender) } else { $0.remove(lender) } }
+    }
+}
+
+/// A free superblock a lender could give: which one, on which node, how far from the borrower.
+struct LoanOffer {
+    let lender: MemoryPool
+    let slot: Int
+    let node: Int
+    let distance: Int
+}
+
+extension MemoryPool {
+    var lendingGroup: LendingGroup? { lending.withLock { $0.group } }
+
+    /// The region and superblock index behind one of the pool's own slots.
+    func ownLocation(slot: Int) -> (region: ManagedRegion, superblock: Int) {
+        var first = 0
+        for region in managedRegions {
+            if slot < first + region.superblockCount { return (region, slot - first) }
+            first += region.superblockCount
+        }
+        preconditionFailure("slot \(slot) is not an own slot of pool '\(name)'")
+    }
+
+    /// The own slot of a superblock in one of the pool's own regions.
+    func ownSlot(region: ManagedRegion, superblock: Int) -> Int {
+        var first = 0
+        for candidate in managedRegions {
+            if candidate === region { return first + superblock }
+            first += candidate.superblockCount
+        }
+        preconditionFailure("region is not an own region of pool '\(name)'")
+    }
+
+    /// Whether superblocks of `lender` may serve this pool: same geometry and page size, a
+    /// node this pool's policy allows, and populated, locked memory for a locked pool.
+    func canBorrow(from lender: MemoryPool) -> Bool {
+        lender !== self && lender.priority < priority && lender.geometry == geometry
+            && lender.regions.first?.pageSize == regions.first?.pageSize
+            && (!configuration.locked || lender.configuration.locked)
+    }
+
+    /// Distance from this pool's nodes to `node` (10 is local); a large number when unknown.
+    func distance(to node: Int) -> Int {
+        nodes.compactMap { topology.distance(from: $0, to: node) }.min() ?? 255
+    }
+
+    /// Borrows up to `superblocks` free superblocks from lower-priority pools, nearest node
+    /// first, never above this pool's `max` nor below a lender's `min`. Returns how many.
+    func borrow(superblocks wanted: Int) -> Int {
+        guard let group = lendingGroup else { return 0 }
+        let (owned, freeSlots) = core.withLock { core in
+            (core.arena.attachedSlotCount, core.arena.slotCapacity - ownSuperblockCount - core.borrowed.count)
+        }
+        var budget = min(wanted, freeSlots)
+        if let maximum = configuration.maximumBytes { budget = min(budget, (maximum >> geometry.superblockShift) - owned) }
+        guard budget > 0 else { return 0 }
+        var offers: [LoanOffer] = []
+        for lender in group.pools where canBorrow(from: lender) {
+            offers += lender.lendableSuperblocks().compactMap { slot, node in
+                if configuration.policy == .bind, !nodes.contains(node) { return nil }
+                return LoanOffer(lender: lender, slot: slot, node: node, distance: distance(to: node))
+            }
+        }
+        offers.sort { ($0.distance, $0.lender.priority, $0.slot) < ($1.distance, $1.lender.priority, $1.slot) }
+        var taken = 0
+        var byLender: [ObjectIdentifier: (MemoryPool, [Int])] = [:]
+        for offer in offers.prefix(budget) {
+            byLender[ObjectIdentifier(offer.lender), default: (offer.lender, [])].1.append(offer.slot)
+        }
+        for (lender, slots) in byLender.values {
+            let loans = lender.lend(slots: slots, to: self)
+            let rejected = core.withLock { core -> [Loan] in
+                var rejected: [Loan] = []
+                for loan in loans {
+                    guard let slot = core.arena.attach(
+                        base: loan.region.superblockBase(loan.superblock), stateTable: loan.region.stateTable(superblock: loan.superblock),
+                        superblockCount: 1, searchFrom: ownSuperblockCount)
+                    else {
+                        rejected.append(loan)
+                        continue
+                    }
+                    core.borrowed[slot] = loan
+                    core.counters.superblocksBorrowed += 1
+                    loan.region.setOwner(superblock: loan.superblock, id)
+                }
+                return rejected
+            }
+            for loan in rejected { lender.acceptReturn(loan) }
+            taken += loans.count - rejected.count
+            if loans.count > rejected.count {
+                Diagnostics.report(DiagnosticEvent(
+                    .lending, .info, subject: "pool \(name)",
+                    message: "borrowed \(loans.count - rejected.count) superblocks from pool '\(lender.name)'",
+                    bytes: (loans.count - rejected.count) << geometry.superblockShift))
+            }
+        }
+        return taken
+    }
+
+    /// Own wholly free superblocks this pool could lend without going below `min`, with their nodes.
+    func lendableSuperblocks() -> [(slot: Int, node: Int)] {
+        core.withLock { core in
+            let minimum = (configuration.minimumBytes + geometry.superblockSize - 1) >> geometry.superblockShift
+            let spare = core.arena.attachedSlotCount - core.borrowed.count - minimum
+            guard spare > 0 else { return [] }
+            var result: [(Int, Int)] = []
+            core.arena.forEachWhollyFreeSlot { slot in
+                guard slot < ownSuperblockCount, result.count < spare else { return }
+                let (region, superblock) = ownLocation(slot: slot)
+                result.append((slot, region.superblockNodes[superblock]))
+            }
+            return result
+        }
+    }
+
+    /// Detaches the named own slots for `borrower` where they are still free and `min` holds.
+    func lend(slots: [Int], to borrower: MemoryPool) -> [Loan] {
+        core.withLock { core in
+            let minimum = (configuration.minimumBytes + geometry.superblockSize - 1) >> geometry.superblockShift
+            var loans: [Loan] = []
+            for slot in slots where slot < ownSuperblockCount && core.lent[slot] == nil {
+                guard core.arena.attachedSlotCount - core.borrowed.count - 1 >= minimum,
+                      core.arena.detach(slot: slot) != nil
+                else { continue }
+                core.tracker.reset(slot: slot)
+                let (region, superblock) = ownLocation(slot: slot)
+                region.setOwner(superblock: superblock, 0)
+                core.lent[slot] = borrower.id
+                core.counters.superblocksLent += 1
+                loans.append(Loan(region: region, superblock: superblock, lenderID: id))
+            }
+            return loans
+        }
+    }
+
+    /// Takes back a superblock this pool lent (or one a borrower could not attach).
+    func acceptReturn(_ loan: Loan) {
+        core.withLock { core in
+            let slot = ownSlot(region: loan.region, superblock: loan.superblock)
+            _ = core.arena.attach(
+                base: loan.region.superblockBase(loan.superblock), stateTable: loan.region.stateTable(superblock: loan.superblock),
+                superblockCount: 1, firstSlot: slot)
+            core.lent[slot] = nil
+            core.counters.superblocksRecalled += 1
+            loan.region.setOwner(superblock: loan.superblock, id)
+            if core.lent.isEmpty { LoanBoard.setRecalling(id, false) }
+        }
+    }
+
+    /// Hands superblocks freed in this pool back to their lenders (outside this pool's lock).
+    func deliverReturns(_ loans: [Loan]) {
+        guard !loans.isEmpty else { return }
+        let group = lendingGroup
+        for loan in loans {
+            if let lender = group?.pool(id: loan.lenderID) {
+                lender.acceptReturn(loan)
+            } else {
+                // The lender is gone (its set was torn down): keep the superblock.
+                core.withLock { core in
+                    if let slot = core.arena.attach(
+                        base: loan.region.superblockBase(loan.superblock), stateTable: loan.region.stateTable(superblock: loan.superblock),
+                        superblockCount: 1, searchFrom: ownSuperblockCount) {
+                        core.borrowed[slot] = loan
+                        loan.region.setOwner(superblock: loan.superblock, id)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks borrowers for this pool's free superblocks back (they drain their caches first
+    /// when none is free). Returns how many came back.
+    func recallLoans() -> Int {
+        let borrowers = Set(core.withLock { $0.lent.values })
+        guard !borrowers.isEmpty, let group = lendingGroup else { return 0 }
+        LoanBoard.setRecalling(id, true)
+        var returned = 0
+        for borrowerID in borrowers {
+            guard let borrower = group.pool(id: borrowerID) else { continue }
+            var loans = borrower.giveBack(to: id)
+            if loans.isEmpty, let caches = borrower.caches {
+                caches.drainAllThreads(backend: borrower)
+                loans = borrower.giveBack(to: id)
+            }
+            for loan in loans { acceptReturn(loan) }
+            returned += loans.count
+        }
+        if returned > 0 {
+            Diagnostics.report(DiagnosticEvent(
+                .lending, .info, subject: "pool \(name)", message: "recalled \(returned) lent superblocks",
+                bytes: returned << geometry.superblockShift))
+        }
+        return returned
+    }
+
+    /// Detaches every wholly free superblock borrowed from `lender`.
+    func giveBack(to lender: UInt32) -> [Loan] {
+        core.withLock { core in
+            for (slot, loan) in core.borrowed where loan.lenderID == lender && core.arena.isWhollyFree(slot: slot) {
+                core.detachLoan(slot: slot)
+            }
+            var mine: [Loan] = []
+            core.pendingReturns.removeAll { loan in
+                guard loan.lenderID == lender else { return false }
+                mine.append(loan)
+                return true
+            }
+            return mine
+        }
+    }
+}

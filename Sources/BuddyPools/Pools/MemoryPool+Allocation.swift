@@ -1,0 +1,224 @@
+import Synchronization
+
+extension MemoryPool {
+    /// Allocates `byteCount` bytes aligned to `alignment` (a power of two).
+    ///
+    /// Requests up to a superblock get one buddy block (size rounded up to a power of two);
+    /// larger ones a run of contiguous superblocks. Small unmovable requests are served from
+    /// the calling thread's magazine without a lock or an atomic read-modify-write.
+    /// - Throws: `PoolError.exhausted` when nothing fits after draining caches (and, for pools
+    ///   that may, after recalling loans, borrowing and reclaiming); the pool stays usable.
+    public func allocate(byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable) throws(PoolError) -> UnsafeMutableRawPointer {
+        guard byteCount > 0 else { throw invalidRequest(byteCount, alignment, .zeroOrNegativeSize) }
+        guard alignment > 0, alignment & (alignment &- 1) == 0 else { throw invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo) }
+        guard let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) else {
+            return try allocateContiguous(byteCount: byteCount, alignment: alignment, boundary: 0, mobility: mobility)
+        }
+        if mobility == .unmovable, !raised, let caches, order <= caches.maxOrder {
+            if let address = caches.pop(order: order) {
+                // Invariant: cached addresses are block starts inside a mapped region, never 0.
+                return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
+            }
+            if !isForkedChild, let address = caches.refillAndPop(order: order, backend: self) {
+                return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
+            }
+        }
+        return try allocateBlock(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
+    }
+
+    /// A run of contiguous memory that starts on `alignment` and does not cross a multiple of
+    /// `boundary` (0: no boundary), e.g. a DMA buffer whose upper 32 address bits must not change.
+    /// Runs never span two regions; in a 1 GiB-page pool a run inside one 1 GiB page is also
+    /// physically contiguous.
+    public func allocateContiguous(
+        byteCount: Int, alignment: Int = 4096, boundary: Int = 0, mobility: Mobility = .unmovable
+    ) throws(PoolError) -> UnsafeMutableRawPointer {
+        guard byteCount > 0 else { throw invalidRequest(byteCount, alignment, .zeroOrNegativeSize) }
+        guard alignment > 0, alignment & (alignment &- 1) == 0, boundary >= 0, boundary & (boundary &- 1) == 0 else {
+            throw invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo)
+        }
+        if let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) {
+            // A buddy block is aligned to its size, so it crosses no boundary at least as large.
+            guard boundary == 0 || boundary >= geometry.blockSize(order: order) else {
+                throw invalidRequest(byteCount, boundary, .largerThanPool)
+            }
+            return try allocateBlock(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
+        }
+        let count = geometry.superblockCount(byteCount: byteCount)
+        guard boundary == 0 || boundary >= count << geometry.superblockShift,
+              count <= ownSuperblockCount + (configuration.maximumBytes.map { $0 / geometry.superblockSize } ?? 0)
+        else {
+            throw invalidRequest(byteCount, alignment, .largerThanPool)
+        }
+        let attempt: (inout PoolCore) -> BuddyAllocation? = { core in
+            core.allocateRun(count: count, alignment: alignment, boundary: boundary, mobility: mobility)
+        }
+        let run = try allocate(using: attempt, byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: count)
+        return UnsafeMutableRawPointer(bitPattern: run.address).unsafelyUnwrapped
+    }
+
+    func allocateBlock(order: Int, alignmentRaised: Bool, mobility: Mobility, byteCount: Int, alignment: Int) throws(PoolError) -> UnsafeMutableRawPointer {
+        let attempt: (inout PoolCore) -> BuddyAllocation? = { core in
+            core.allocateBlock(order: order, alignmentRaised: alignmentRaised, mobility: mobility)
+        }
+        let block = try allocate(using: attempt, byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1)
+        return UnsafeMutableRawPointer(bitPattern: block.address).unsafelyUnwrapped
+    }
+
+    /// Tries under the lock; under pressure drains caches, recalls and borrows superblocks,
+    /// reclaims, and tries again after each step that freed something.
+    private func allocate(
+        using attempt: (inout PoolCore) -> BuddyAllocation?, byteCount: Int, alignment: Int, mobility: Mobility, superblocksNeeded: Int
+    ) throws(PoolError) -> BuddyAllocation {
+        if isForkedChild { throw PoolError.unavailableAfterFork(pool: name) }
+        if let block = core.withLock({ core -> BuddyAllocation? in
+            let block = attempt(&core)
+            if block != nil { core.counters.allocations += 1 }
+            return block
+        }) {
+            return block
+        }
+        for step in PressureStep.allCases where isAllowed(step) {
+            guard relieve(step, superblocksNeeded: superblocksNeeded, byteCount: byteCount) else { continue }
+            if let block = core.withLock({ core -> BuddyAllocation? in
+                let block = attempt(&core)
+                if block != nil { core.counters.allocations += 1 }
+                return block
+            }) {
+                return block
+            }
+        }
+        let cached = caches?.cachedBytes.load(ordering: .relaxed) ?? 0
+        let exhaustion = core.withLock { core -> Exhaustion in
+            core.counters.failures += 1
+            return Exhaustion(
+                pool: name, requestedBytes: byteCount, alignment: alignment, mobility: mobility,
+                managedBytes: core.arena.attachedSlotCount << geometry.superblockShift, freeBytes: core.arena.freeBytes,
+                largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,
+                cachedBytes: max(0, cached))
+        }
+        throw PoolError.exhausted(exhaustion)
+    }
+
+    /// What a pool may do before it reports exhaustion, in order.
+    enum PressureStep: CaseIterable {
+        /// Empty this thread's magazines and the depots.
+        case drainLocalCaches
+        /// Empty other threads' magazines (membarrier per thread holding blocks).
+        case drainThreadCaches
+        /// Ask borrowers for free loaned superblocks back.
+        case recallLoans
+        /// Borrow free superblocks from lower-priority pools.
+        case borrow
+        /// Compact movable blocks and call shrinkers.
+        case reclaim
+    }
+
+    /// Locked (realtime) pools never borrow or reclaim inline on the allocating thread.
+    private func isAllowed(_ step: PressureStep) -> Bool {
+        switch step {
+        case .drainLocalCaches, .drainThreadCaches: caches != nil
+        case .recallLoans: true
+        case .borrow, .reclaim: !configuration.locked
+        }
+    }
+
+    /// Runs one step; true when it may have made room.
+    private func relieve(_ step: PressureStep, superblocksNeeded: Int, byteCount: Int) -> Bool {
+        switch step {
+        case .drainLocalCaches:
+            let freed = caches?.drainLocal(backend: self) ?? 0
+            if freed > 0 { noteCacheDrain(freed) }
+            return freed > 0
+        case .drainThreadCaches:
+            let freed = caches?.drainAllThreads(backend: self) ?? 0
+            if freed > 0 { noteCacheDrain(freed) }
+            return freed > 0
+        case .recallLoans:
+            return recallLoans() > 0
+        case .borrow:
+            return borrow(superblocks: superblocksNeeded) > 0
+        case .reclaim:
+            return reclaim(bytes: byteCount, superblocks: superblocksNeeded) > 0
+        }
+    }
+
+    private func noteCacheDrain(_ bytes: Int) {
+        core.withLock { $0.counters.cacheDrains += 1 }
+        Diagnostics.report(DiagnosticEvent(.cacheDrain, .debug, subject: "pool \(name)", message: "drained \(formatBytes(bytes)) from caches under pressure", bytes: bytes))
+    }
+
+    private func invalidRequest(_ byteCount: Int, _ alignment: Int, _ reason: InvalidRequest.Reason) -> PoolError {
+        .invalidRequest(InvalidRequest(pool: name, byteCount: byteCount, alignment: alignment, reason: reason))
+    }
+}
+
+extension MemoryPool: CacheBackend {
+    func refillCache(order: Int, into entries: UnsafeMutablePointer<CachedBlock>, count: Int) -> Int {
+        core.withLock { core in
+            var got = 0
+            while got < count, let block = core.allocateBlock(order: order, alignmentRaised: false, mobility: .unmovable) {
+                let state = core.arena.state(slot: block.location.slot, offset: block.location.blockOffset)
+                state.pointee.store(BlockState.cached(order: order).rawValue, ordering: .relaxed)
+                entries[got] = CachedBlock(address: block.address, state: state)
+                got += 1
+            }
+            return got
+        }
+    }
+
+    func releaseCached(order: Int, from entries: UnsafeMutablePointer<CachedBlock>, count: Int) {
+        let returns = core.withLock { core -> [Loan] in
+            for index in 0..<count {
+                // Invariant: cached entries are heads of attached blocks in state `cached`.
+                guard case .head(let location, _) = core.arena.lookup(entries[index].address) else {
+                    preconditionFailure("cached block 0x\(String(entries[index].address, radix: 16)) is not a block head")
+                }
+                core.freeBlock(location, mobility: .unmovable)
+            }
+            return core.takePendingReturns()
+        }
+        deliverReturns(returns)
+    }
+
+    /// Hands a departing thread's cache back (called from the thread-exit destructor).
+    func retireThreadCache(_ cache: UnsafeMutablePointer<ThreadCache>) {
+        if let caches { caches.retire(cache, backend: self) } else { ThreadCache.destroy(cache) }
+    }
+
+    /// Prepares the calling thread for realtime use of this pool: creates and touches its
+    /// cache and runs every cached size through the fast and slow paths once, so later
+    /// operations take no page fault on metadata or on first-use code.
+    public func prepareCurrentThread() {
+        guard !isForkedChild else { return }
+        _ = caches?.threadCacheOrCreate()
+        let orders = caches.map { 0...$0.maxOrder } ?? 0...0
+        for order in orders {
+            if let pointer = try? allocate(byteCount: geometry.blockSize(order: order)) { deallocate(pointer) }
+        }
+        // The locked path, the checked-free path and statistics, once each.
+        if let pointer = try? allocate(byteCount: geometry.minBlockSize, mobility: .movable) {
+            _ = validate(pointer)
+            deallocate(pointer, byteCount: geometry.minBlockSize)
+        }
+        _ = statistics
+    }
+}
+
+extension PoolCore {
+    mutating func takePendingReturns() -> [Loan] {
+        guard !pendingReturns.isEmpty else { return [] }
+        defer { pendingReturns.removeAll(keepingCapacity: true) }
+        return pendingReturns
+    }
+}
+
+extension MemoryPool {
+    /// Returns every cached block (this thread's, other threads', the depots') to the buddy
+    /// allocator, so statistics and fragmentation reflect only live allocations.
+    public func drainCaches() {
+        guard let caches else { return }
+        caches.drainAllThreads(backend: self)
+        caches.drainLocal(backend: self)
+    }
+}

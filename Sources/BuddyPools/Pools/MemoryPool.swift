@@ -1,0 +1,179 @@
+import Synchronization
+
+/// A named pool of memory on chosen NUMA nodes, run by its own buddy allocator.
+///
+/// Thread-safe. Small unmovable blocks go through per-thread magazines and per-CPU depots
+/// without taking the pool lock; everything else takes the pool's priority-inheriting mutex.
+/// Every free is checked (foreign, interior, double, wrong pool, wrong size) in release
+/// builds too; a bad free stops the process with a message naming the pool and address.
+public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
+    // @unchecked: stored properties are immutable, atomics, or behind `core`'s mutex; the raw
+    // pointers in `fastRegions` reach metadata whose mutable parts are atomics.
+    public let name: String
+    public let configuration: PoolConfiguration
+    public let geometry: BuddyGeometry
+    /// Nodes the pool's memory was placed on.
+    public let nodes: NodeSet
+    /// The regions the pool mapped at creation (one, or one per node for `bind` over several nodes).
+    public let regions: [Region]
+
+    let id: UInt32
+    let token: UInt64
+    let managedRegions: [ManagedRegion]
+    let ownSuperblockCount: Int
+    let core: Mutex<PoolCore>
+    let caches: PoolCaches?
+    private let cacheIndex: Int?
+    private let metadata: MetadataBuffer
+    /// The fork generation the pool was made in; in a later one (a fork child) it is unusable.
+    let forkGeneration: Int
+    let topology: NUMATopology
+    /// The lending group the pool belongs to, set by `PoolSet`.
+    let lending = Mutex<LendingGroupReference>(LendingGroupReference())
+
+    /// The own regions, flattened for the free fast path: base, size, state bytes, owners.
+    let fastRegions: UnsafeMutablePointer<FastRegion>
+    let fastRegionCount: Int
+
+    struct FastRegion {
+        let base: UInt
+        let byteCount: UInt
+        let states: UnsafeMutablePointer<Atomic<UInt8>>
+        let owners: UnsafeMutablePointer<Atomic<UInt32>>
+    }
+
+    /// Creates the pool: maps, binds, populates (and locks) its memory now.
+    public convenience init(configuration: PoolConfiguration) throws(PoolError) {
+        try self.init(configuration: configuration, topology: nil, borrowHeadroom: 0)
+    }
+
+    /// - Parameter borrowHeadroom: superblocks this pool may borrow beyond its own (slots reserved up front).
+    init(configuration: PoolConfiguration, topology knownTopology: NUMATopology?, borrowHeadroom: Int) throws(PoolError) {
+        try configuration.validate()
+        let geometry = try configuration.geometry()
+        let topology: NUMATopology
+        if let knownTopology {
+            topology = knownTopology
+        } else {
+            do throws(SystemError) {
+                topology = try NUMATopology.current()
+            } catch {
+                throw .system(error)
+            }
+        }
+        let nodes = configuration.nodes.isEmpty ? topology.memoryNodes : configuration.nodes
+        let id = PoolRegistry.register(name: configuration.name)
+        var regions: [Region] = []
+        var managed: [ManagedRegion] = []
+        do {
+            for (regionNodes, bytes) in Self.regionPlan(configuration: configuration, nodes: nodes, geometry: geometry) {
+                let region = try Region(
+                    label: "pool \(configuration.name)", byteCount: bytes, nodes: regionNodes, policy: configuration.policy,
+                    pageSize: configuration.pageSize, strictPageSize: configuration.strictPageSize,
+                    locked: configuration.locked, alignment: geometry.superblockSize, topology: topology)
+                regions.append(region)
+                managed.append(try ManagedRegion(region: region, geometry: geometry, homePoolID: id))
+            }
+        } catch {
+            PoolRegistry.unregister(id: id, cacheIndex: nil)
+            throw .system(error)
+        }
+        let own = configuration.capacity >> geometry.superblockShift
+        let slotCapacity = own + borrowHeadroom
+        let arenaBytes = BuddyArena.metadataByteCount(geometry: geometry, slotCapacity: slotCapacity, classCount: Mobility.allCases.count)
+        let trackerBytes = FragmentationTracker.byteCount(slotCapacity: slotCapacity)
+        let fastBytes = managed.count * MemoryLayout<FastRegion>.stride
+        do {
+            metadata = try MetadataBuffer(
+                byteCount: arenaBytes + trackerBytes + fastBytes + 256, nodes: nodes, locked: configuration.locked,
+                label: "pool \(configuration.name)")
+        } catch {
+            PoolRegistry.unregister(id: id, cacheIndex: nil)
+            throw .system(error)
+        }
+        var offset = 0
+        let arenaMemory = metadata.slice(offset: &offset, byteCount: arenaBytes)
+        var arena = BuddyArena(
+            geometry: geometry, slotCapacity: slotCapacity, classCount: Mobility.allCases.count,
+            metadata: UnsafeMutableRawBufferPointer(start: arenaMemory, count: arenaBytes))
+        var nextSlot = 0
+        for region in managed {
+            _ = arena.attach(base: region.base, stateTable: region.states, superblockCount: region.superblockCount, firstSlot: nextSlot)
+            nextSlot += region.superblockCount
+        }
+        let tracker = FragmentationTracker(slotCapacity: slotCapacity, storage: metadata.slice(offset: &offset, byteCount: trackerBytes))
+        fastRegions = metadata.slice(offset: &offset, byteCount: fastBytes).bindMemory(to: FastRegion.self, capacity: managed.count)
+        for (index, region) in managed.enumerated() {
+            (fastRegions + index).initialize(to: FastRegion(
+                base: region.base, byteCount: UInt(region.byteCount), states: region.states, owners: region.owners))
+        }
+        fastRegionCount = managed.count
+
+        self.name = configuration.name
+        self.configuration = configuration
+        self.geometry = geometry
+        self.nodes = nodes
+        self.regions = regions
+        self.id = id
+        self.token = UInt64(id)
+        self.managedRegions = managed
+        self.ownSuperblockCount = own
+        self.topology = topology
+        self.forkGeneration = PoolRegistry.forkGeneration.load(ordering: .relaxed)
+        core = Mutex(PoolCore(arena: arena, tracker: tracker, grouping: configuration.mobilityGrouping))
+
+        let index = configuration.cache.enabled ? PoolRegistry.reserveCacheIndex(token: UInt64(id)) : nil
+        cacheIndex = index
+        if let index {
+            do {
+                caches = try PoolCaches(
+                    geometry: geometry, configuration: configuration.cache, poolCapacity: configuration.capacity,
+                    cacheIndex: index, token: UInt64(id), cpus: configuration.cpus ?? topology.allowedCPUs,
+                    topology: topology, locked: configuration.locked, nodes: nodes)
+            } catch {
+                PoolRegistry.unregister(id: id, cacheIndex: index)
+                throw .system(error)
+            }
+        } else {
+            caches = nil
+        }
+        for region in managed { PoolRegistry.addRange(region.addressRange, pool: id) }
+        if let index { PoolRegistry.bindCacheIndex(index, to: self) }
+    }
+
+    deinit {
+        PoolRegistry.unregister(id: id, cacheIndex: cacheIndex)
+        fastRegions.deinitialize(count: fastRegionCount)
+    }
+
+    /// One region for the whole pool, except `bind` over several nodes: one region per node,
+    /// superblocks shared out evenly, so every superblock's node is known and verifiable.
+    private static func regionPlan(configuration: PoolConfiguration, nodes: NodeSet, geometry: BuddyGeometry) -> [(NodeSet, Int)] {
+        let superblocks = configuration.capacity >> geometry.superblockShift
+        guard configuration.policy == .bind, nodes.count > 1, superblocks >= nodes.count else {
+            return [(nodes, configuration.capacity)]
+        }
+        let share = superblocks / nodes.count
+        let extra = superblocks % nodes.count
+        return nodes.enumerated().map { index, node in
+            (NodeSet([node]), (share + (index < extra ? 1 : 0)) << geometry.superblockShift)
+        }
+    }
+
+    /// Bytes the pool mapped at creation.
+    public var capacity: Int { configuration.capacity }
+    public var priority: Int { configuration.priority }
+    public var isLocked: Bool { configuration.locked }
+
+    /// Whether this process is a fork child of the process that made the pool.
+    var isForkedChild: Bool { PoolRegistry.forkGeneration.load(ordering: .relaxed) != forkGeneration }
+
+    public var description: String {
+        "pool '\(name)': \(formatBytes(capacity)) on nodes \(nodes), \(regions.first?.pageSize.description ?? "?"), priority \(priority)"
+    }
+}
+
+/// A weak link from a pool to its lending group (the group is owned by the `PoolSet`).
+struct LendingGroupReference {
+    weak var group: LendingGroup?
+}
