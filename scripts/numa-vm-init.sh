@@ -141,7 +141,7 @@ summary() {
 	done
 	ncpu=$(grep -c '^processor' /proc/cpuinfo)
 	up=$(cut -d' ' -f1 /proc/uptime)
-	echo "numa-vm: kernel=$(uname -r) nodes=$nodes cpus=$ncpu$detail; booted in ${up}s"
+	echo "numa-vm: kernel=$(uname -r) nodes=$nodes cpus=$ncpu$detail; ready after ${up}s"
 }
 # Sort order of node[0-9]* is lexical (node10 before node2); fine for a summary.
 info "$(summary)"

@@ -139,16 +139,18 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         }
         for region in managed { PoolRegistry.addRange(region.addressRange, pool: id) }
         if let index { PoolRegistry.bindCacheIndex(index, to: self) }
+        Diagnostics.report(DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "created: \(self)", bytes: capacity))
     }
 
     deinit {
+        Diagnostics.report(DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "released", bytes: capacity))
         PoolRegistry.unregister(id: id, cacheIndex: cacheIndex)
         fastRegions.deinitialize(count: fastRegionCount)
     }
 
     /// One region for the whole pool, except `bind` over several nodes: one region per node,
     /// superblocks shared out evenly, so every superblock's node is known and verifiable.
-    private static func regionPlan(configuration: PoolConfiguration, nodes: NodeSet, geometry: BuddyGeometry) -> [(NodeSet, Int)] {
+    static func regionPlan(configuration: PoolConfiguration, nodes: NodeSet, geometry: BuddyGeometry) -> [(NodeSet, Int)] {
         let superblocks = configuration.capacity >> geometry.superblockShift
         guard configuration.policy == .bind, nodes.count > 1, superblocks >= nodes.count else {
             return [(nodes, configuration.capacity)]

@@ -8,7 +8,7 @@ import Glibc
 /// (BuddyPoolsMetrics) or the default stderr printer receives them.
 public struct DiagnosticEvent: Sendable, CustomStringConvertible {
     public enum Kind: String, Sendable, Codable {
-        case pageSizeFallback, placement, lending, reclaim, compaction, shrinker, cacheDrain, fork
+        case pageSizeFallback, placement, lending, reclaim, compaction, shrinker, cacheDrain, fork, lifecycle
     }
 
     public enum Severity: Int, Sendable, Comparable, Codable {
@@ -36,31 +36,52 @@ public struct DiagnosticEvent: Sendable, CustomStringConvertible {
     public var description: String { "buddypools: \(subject): \(message)" }
 }
 
-/// Where diagnostic events go. By default warnings are printed to stderr; the environment
-/// variable `BUDDYPOOLS_DIAGNOSTICS` picks `quiet`, `warning` (the default), `info` or `debug`.
+/// Where diagnostic events go: to every subscriber, and to stderr at or above
+/// `standardErrorLevel`. The environment variable `BUDDYPOOLS_DIAGNOSTICS` sets that level at
+/// startup: `quiet`, `warning` (the default), `info` or `debug`.
 public enum Diagnostics {
     public typealias Handler = @Sendable (DiagnosticEvent) -> Void
 
-    private static let handler = Mutex<Handler?>(Diagnostics.standardErrorHandler(minimum: levelFromEnvironment()))
+    /// A registration returned by `subscribe`; `cancel()` stops delivery.
+    public struct Subscription: Sendable, Hashable {
+        let id: Int
 
-    /// Replaces the handler; nil drops every event.
-    public static func setHandler(_ newHandler: Handler?) {
-        handler.withLock { $0 = newHandler }
+        public func cancel() {
+            Diagnostics.state.withLock { $0.handlers[id] = nil }
+        }
     }
 
-    /// A handler that prints events at or above `minimum` to stderr.
-    public static func standardErrorHandler(minimum: DiagnosticEvent.Severity?) -> Handler? {
-        guard let minimum else { return nil }
-        return { event in
-            guard event.severity >= minimum else { return }
-            let line = event.description + "\n"
-            _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+    private struct State {
+        var handlers: [Int: Handler] = [:]
+        var nextID = 0
+        var standardErrorLevel: DiagnosticEvent.Severity? = Diagnostics.levelFromEnvironment()
+    }
+
+    private static let state = Mutex(State())
+
+    /// Events at or above this level are printed to stderr; nil prints nothing.
+    public static var standardErrorLevel: DiagnosticEvent.Severity? {
+        get { state.withLock { $0.standardErrorLevel } }
+        set { state.withLock { $0.standardErrorLevel = newValue } }
+    }
+
+    /// Delivers every event to `handler` (on the thread that reports it) until cancelled.
+    @discardableResult
+    public static func subscribe(_ handler: @escaping Handler) -> Subscription {
+        state.withLock { state in
+            state.nextID += 1
+            state.handlers[state.nextID] = handler
+            return Subscription(id: state.nextID)
         }
     }
 
     static func report(_ event: DiagnosticEvent) {
-        let current = handler.withLock { $0 }
-        current?(event)
+        let (handlers, level) = state.withLock { (Array($0.handlers.values), $0.standardErrorLevel) }
+        if let level, event.severity >= level {
+            let line = event.description + "\n"
+            _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+        }
+        for handler in handlers { handler(event) }
     }
 
     private static func levelFromEnvironment() -> DiagnosticEvent.Severity? {

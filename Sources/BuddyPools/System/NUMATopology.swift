@@ -12,6 +12,13 @@ public struct HugepageCounts: Sendable, Equatable, Codable {
     public let free: Int
     /// Pages allocated beyond nr_hugepages through overcommit (surplus_hugepages).
     public let surplus: Int
+
+    public init(pageSize: PageSize, total: Int, free: Int, surplus: Int = 0) {
+        self.pageSize = pageSize
+        self.total = total
+        self.free = free
+        self.surplus = surplus
+    }
 }
 
 /// One NUMA node as the kernel numbers it.
@@ -30,6 +37,15 @@ public struct NUMANode: Sendable, Equatable, Identifiable {
     public var isMemoryless: Bool { totalBytes == 0 }
     /// A node with memory and no CPUs: how CXL expanders and HBM appear.
     public var isCPUless: Bool { cpus.isEmpty }
+
+    public init(id: Int, cpus: CPUSet, totalBytes: Int, freeBytes: Int, availableBytes: Int? = nil, hugepages: [HugepageCounts] = []) {
+        self.id = id
+        self.cpus = cpus
+        self.totalBytes = totalBytes
+        self.freeBytes = freeBytes
+        self.availableBytes = availableBytes ?? freeBytes
+        self.hugepages = hugepages
+    }
 
     public func hugepages(_ size: PageSize) -> HugepageCounts? {
         hugepages.first { $0.pageSize == size }
@@ -94,6 +110,33 @@ public struct NUMATopology: Sendable {
             let left = distance(from: origin, to: $0) ?? .max, right = distance(from: origin, to: $1) ?? .max
             return left != right ? left < right : $0 < $1
         }
+    }
+
+    /// The same machine after a region of `byteCount` bytes of `pageSize` took its memory from
+    /// `nodes` (first node first): used to predict a whole pool set before creating it.
+    func consuming(byteCount: Int, pageSize: PageSize, nodes: NodeSet) -> NUMATopology {
+        var remaining = pageSize.isHugetlb ? byteCount / pageSize.bytes : byteCount
+        let updated = self.nodes.map { node -> NUMANode in
+            guard remaining > 0, nodes.contains(node.id) else { return node }
+            if pageSize.isHugetlb {
+                let hugepages = node.hugepages.map { counts -> HugepageCounts in
+                    guard counts.pageSize == pageSize else { return counts }
+                    let taken = min(counts.free, remaining)
+                    remaining -= taken
+                    return HugepageCounts(pageSize: counts.pageSize, total: counts.total, free: counts.free - taken, surplus: counts.surplus)
+                }
+                return NUMANode(id: node.id, cpus: node.cpus, totalBytes: node.totalBytes, freeBytes: node.freeBytes,
+                                availableBytes: node.availableBytes, hugepages: hugepages)
+            }
+            let taken = min(node.availableBytes, remaining)
+            remaining -= taken
+            return NUMANode(id: node.id, cpus: node.cpus, totalBytes: node.totalBytes, freeBytes: max(0, node.freeBytes - taken),
+                            availableBytes: node.availableBytes - taken, hugepages: node.hugepages)
+        }
+        return NUMATopology(
+            nodes: updated, distances: distanceTable, isNUMAAvailable: isNUMAAvailable, transparentHugepages: transparentHugepages,
+            memlockLimitBytes: memlockLimitBytes, allowedNodes: allowedNodes, allowedCPUs: allowedCPUs,
+            supportsPreferredMany: supportsPreferredMany, kernelRelease: kernelRelease)
     }
 
     /// The topology of this machine now.

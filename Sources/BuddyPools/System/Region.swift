@@ -58,42 +58,29 @@ public final class Region: Sendable, CustomStringConvertible {
         if let topology { machine = topology } else { machine = try NUMATopology.current() }
         let memoryNodes = try PlacementCheck.validate(nodes: nodes, policy: policy, topology: machine)
 
-        var candidate = pageSize
-        var steps: [PageSizeFallback] = []
-        var mapped: (address: UInt, notes: [String])?
-        while mapped == nil {
-            do throws(SystemError) {
-                try PlacementCheck.checkCapacity(
-                    byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate, topology: machine)
-                mapped = try Self.mapAndPopulate(
-                    byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate,
-                    alignment: max(alignment, candidate.bytes), topology: machine)
-            } catch {
-                guard error.kind == .hugepagesUnavailable || error.kind == .unsupported,
-                      !strictPageSize, let next = candidate.fallback
-                else { throw error }
-                let step = PageSizeFallback(from: candidate, to: next, reason: error.advice)
-                steps.append(step)
-                Diagnostics.report(DiagnosticEvent(
-                    .pageSizeFallback, .warning, subject: label,
-                    message: "\(candidate) unavailable, falling back to \(next): \(error.advice)", bytes: byteCount))
-                candidate = next
-            }
+        let (mapped, candidate, steps) = try Self.walkFallbacks(
+            from: pageSize, strict: strictPageSize, label: label, byteCount: byteCount
+        ) { candidate throws(SystemError) in
+            try PlacementCheck.checkCapacity(
+                byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate, topology: machine)
+            return try Self.mapAndPopulate(
+                byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate,
+                alignment: max(alignment, candidate.bytes), topology: machine)
         }
-        var notes = mapped!.notes
+        var notes = mapped.notes
         if locked {
             if candidate.isHugetlb {
                 notes.append("hugetlb pages are never swapped or migrated by compaction; mlock skipped (it would only count against RLIMIT_MEMLOCK)")
-            } else if cnuma_lock(UnsafeMutableRawPointer(bitPattern: mapped!.address), byteCount) != 0 {
+            } else if cnuma_lock(UnsafeMutableRawPointer(bitPattern: mapped.address), byteCount) != 0 {
                 let code = currentErrno()
-                _ = cnuma_unmap(UnsafeMutableRawPointer(bitPattern: mapped!.address), byteCount)
+                _ = cnuma_unmap(UnsafeMutableRawPointer(bitPattern: mapped.address), byteCount)
                 throw SystemError(
                     .permissionDenied, call: "mlock(\(formatBytes(byteCount)))", errno: code,
                     advice: PlacementCheck.memlockAdvice(byteCount: byteCount, topology: machine))
             }
         }
         self.label = label
-        self.address = mapped!.address
+        self.address = mapped.address
         self.byteCount = byteCount
         self.pageSize = candidate
         self.requestedPageSize = pageSize
@@ -102,6 +89,42 @@ public final class Region: Sendable, CustomStringConvertible {
         self.policy = policy
         self.isLocked = locked
         self.notes = notes
+    }
+
+    /// The page size a region would get, and the fallbacks on the way, without mapping anything.
+    public static func predictPageSize(
+        byteCount: Int, nodes: NodeSet, policy: PlacementPolicy, pageSize: PageSize, strictPageSize: Bool, topology: NUMATopology
+    ) throws(SystemError) -> (PageSize, [PageSizeFallback]) {
+        let memoryNodes = try PlacementCheck.validate(nodes: nodes, policy: policy, topology: topology)
+        let (_, size, steps) = try walkFallbacks(from: pageSize, strict: strictPageSize, label: nil, byteCount: byteCount) { candidate throws(SystemError) in
+            try PlacementCheck.checkCapacity(byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate, topology: topology)
+        }
+        return (size, steps)
+    }
+
+    /// Tries `attempt` with the requested page size and, unless strict, with each fallback
+    /// after a shortage (hugepages missing, THP off); other errors end the walk.
+    private static func walkFallbacks<T>(
+        from requested: PageSize, strict: Bool, label: String?, byteCount: Int, attempt: (PageSize) throws(SystemError) -> T
+    ) throws(SystemError) -> (T, PageSize, [PageSizeFallback]) {
+        var candidate = requested
+        var steps: [PageSizeFallback] = []
+        while true {
+            do throws(SystemError) {
+                return (try attempt(candidate), candidate, steps)
+            } catch {
+                guard error.kind == .hugepagesUnavailable || error.kind == .unsupported, !strict, let next = candidate.fallback else {
+                    throw error
+                }
+                steps.append(PageSizeFallback(from: candidate, to: next, reason: error.advice))
+                if let label {
+                    Diagnostics.report(DiagnosticEvent(
+                        .pageSizeFallback, .warning, subject: label,
+                        message: "\(candidate) unavailable, falling back to \(next): \(error.advice)", bytes: byteCount))
+                }
+                candidate = next
+            }
+        }
     }
 
     deinit {
