@@ -15,12 +15,6 @@ enum PlacementCheck {
                 .invalidPlacement, call: "node set check",
                 advice: "node \(unknown) does not exist; this machine has nodes \(topology.nodeIDs)")
         }
-        let forbidden = nodes.subtracting(topology.allowedNodes)
-        guard forbidden.isEmpty else {
-            throw SystemError(
-                .invalidPlacement, call: "node set check",
-                advice: "node \(forbidden) is outside this process's cpuset (mems_allowed \(topology.allowedNodes)); use nodes \(topology.allowedNodes) or widen the cpuset")
-        }
         for id in nodes {
             guard let node = topology.node(id), node.isMemoryless else { continue }
             let nearest = topology.nodesByDistance(from: id).first { topology.node($0)?.isMemoryless == false && topology.allowedNodes.contains($0) }
@@ -28,6 +22,12 @@ enum PlacementCheck {
                 .invalidPlacement, call: "node set check",
                 advice: "node \(id) has no memory (a memory-less node with CPUs \(node.cpus)); it cannot hold a region"
                     + (nearest.map { "; the nearest node with memory is \($0)" } ?? ""))
+        }
+        let forbidden = nodes.subtracting(topology.allowedNodes)
+        guard forbidden.isEmpty else {
+            throw SystemError(
+                .invalidPlacement, call: "node set check",
+                advice: "node \(forbidden) is outside this process's cpuset (mems_allowed \(topology.allowedNodes)); use nodes \(topology.allowedNodes) or widen the cpuset")
         }
         return nodes
     }

@@ -38,7 +38,12 @@ extension Region {
         let pages = byteCount / granule
         let samples = max(1, min(sampleCount, pages))
         let stride = pages / samples
-        var addresses: [UnsafeMutableRawPointer?] = (0..<samples).map { baseAddress + $0 * stride * granule }
+        // One page from each stride-sized window, at a varying offset: a fixed power-of-two stride
+        // would see only every second page and hide interleaving.
+        var addresses: [UnsafeMutableRawPointer?] = (0..<samples).map { index in
+            let jitter = stride > 1 ? (index &* 0x13C_6EF3) % stride : 0  // An odd multiplier visits every offset.
+            return baseAddress + (index * stride + jitter) * granule
+        }
         var status = [Int32](repeating: -1, count: samples)
         let result = addresses.withUnsafeMutableBufferPointer { pointers in
             status.withUnsafeMutableBufferPointer { cnuma_query_page_nodes(pointers.baseAddress, UInt(samples), $0.baseAddress) }
@@ -53,6 +58,21 @@ extension Region {
             intendedNodes: nodes, policy: policy, sampledPages: samples, pagesByNode: byNode,
             pagesNotPresent: missing, observedPageSize: backing?.pageSize ?? pageSize,
             hugepageFraction: backing?.hugepageFraction ?? 0)
+    }
+}
+
+/// Where pages are, for any memory of this process.
+public enum PagePlacement {
+    /// The node holding the page of each address (move_pages(2) in query mode), nil when
+    /// the page is not resident or the kernel cannot say.
+    public static func nodes(of addresses: [UnsafeRawPointer]) -> [Int?] {
+        guard !addresses.isEmpty else { return [] }
+        var pages: [UnsafeMutableRawPointer?] = addresses.map { UnsafeMutableRawPointer(mutating: $0) }
+        var status = [Int32](repeating: -1, count: addresses.count)
+        let result = pages.withUnsafeMutableBufferPointer { pointers in
+            status.withUnsafeMutableBufferPointer { cnuma_query_page_nodes(pointers.baseAddress, UInt(addresses.count), $0.baseAddress) }
+        }
+        return status.map { result == 0 && $0 >= 0 ? Int($0) : nil }
     }
 }
 

@@ -41,10 +41,13 @@ public final class Region: Sendable, CustomStringConvertible {
     ///   - strictPageSize: fail with `SystemError` instead of falling back 1G -> 2M -> THP -> base.
     ///   - alignment: power of two the start must be aligned to (the superblock size for pools).
     ///   - topology: the machine; read anew when nil.
+    ///   - checkHugepagesFirst: compare per-node free hugepage counts before mapping (the default).
+    ///     false trusts the kernel alone: MADV_POPULATE_WRITE's EFAULT is then the only guard
+    ///     against binding to a node without hugepages (it still never SIGBUSes).
     public init(
         label: String = "region", byteCount: Int, nodes: NodeSet, policy: PlacementPolicy = .bind,
         pageSize: PageSize = .huge2M, strictPageSize: Bool = false, locked: Bool = false,
-        alignment: Int = 2 << 20, topology: NUMATopology? = nil
+        alignment: Int = 2 << 20, topology: NUMATopology? = nil, checkHugepagesFirst: Bool = true
     ) throws(SystemError) {
         guard byteCount > 0 else {
             throw SystemError(.invalidArgument, call: "region size check", advice: "a region needs a size above zero")
@@ -61,8 +64,10 @@ public final class Region: Sendable, CustomStringConvertible {
         let (mapped, candidate, steps) = try Self.walkFallbacks(
             from: pageSize, strict: strictPageSize, label: label, byteCount: byteCount
         ) { candidate throws(SystemError) in
-            try PlacementCheck.checkCapacity(
-                byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate, topology: machine)
+            if checkHugepagesFirst || !candidate.isHugetlb {
+                try PlacementCheck.checkCapacity(
+                    byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate, topology: machine)
+            }
             return try Self.mapAndPopulate(
                 byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate,
                 alignment: max(alignment, candidate.bytes), topology: machine)

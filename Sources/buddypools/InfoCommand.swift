@@ -1,0 +1,53 @@
+import ArgumentParser
+import BuddyPools
+
+/// The first thing to run on a new machine: what BuddyPools sees and what it would create.
+struct InfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "info",
+        abstract: "Show NUMA nodes, distances, hugepages, THP mode, limits and the configured pools.")
+
+    func run() throws {
+        let topology = try NUMATopology.current()
+        print(Self.describe(topology))
+        print("")
+        print("Configured pools (\(ProcessEnvironment.current()["BUDDYPOOLS"] == nil ? "defaults: BUDDYPOOLS is not set" : "BUDDYPOOLS"))")
+        do {
+            let plans = try PoolSet.plan(environment: ProcessEnvironment.current(), topology: topology)
+            print(CheckCommand.table(plans))
+        } catch {
+            print("  invalid: \(error)")
+        }
+    }
+
+    static func describe(_ topology: NUMATopology) -> String {
+        var lines: [String] = []
+        lines.append("Kernel \(topology.kernelRelease), NUMA \(topology.isNUMAAvailable ? "available" : "not available (one node stands for the machine)")")
+        lines.append("Nodes")
+        var nodes = TextTable("node", "cpus", "memory", "free", "available", "2M pages free/total", "1G pages free/total", "kind")
+        for node in topology.nodes {
+            let kind = node.isMemoryless ? "memory-less" : node.isCPUless ? "CPU-less (memory only)" : ""
+            nodes.add(
+                "\(node.id)", node.cpus.isEmpty ? "-" : node.cpus.description, ByteCount.format(node.totalBytes),
+                ByteCount.format(node.freeBytes), ByteCount.format(node.availableBytes),
+                node.hugepages(.huge2M).map { "\($0.free)/\($0.total)" } ?? "n/a",
+                node.hugepages(.huge1G).map { "\($0.free)/\($0.total)" } ?? "n/a", kind)
+        }
+        lines.append(nodes.render())
+        lines.append("Distances")
+        var distances = TextTable(["node"] + topology.nodes.map { "\($0.id)" })
+        for from in topology.nodes {
+            distances.add(["\(from.id)"] + topology.nodes.map { topology.distance(from: from.id, to: $0.id).map(String.init) ?? "?" })
+        }
+        lines.append(distances.render())
+        lines.append("Transparent hugepages: \(topology.transparentHugepages.rawValue)")
+        lines.append("Memlock limit (RLIMIT_MEMLOCK): \(topology.memlockLimitBytes.map(ByteCount.format) ?? "unlimited")")
+        lines.append("Allowed nodes (cpuset): \(topology.allowedNodes)   allowed CPUs: \(topology.allowedCPUs)")
+        lines.append("MPOL_PREFERRED_MANY: \(topology.supportsPreferredMany ? "supported" : "not supported (preferred uses the first node)")")
+        if topology.nodes.allSatisfy({ ($0.hugepages(.huge2M)?.total ?? 0) == 0 }) {
+            lines.append("No 2 MiB hugepages are reserved; pools fall back to transparent hugepages. Reserve some with:")
+            lines.append("  echo 512 > /proc/sys/vm/nr_hugepages   (or per node: /sys/devices/system/node/nodeN/hugepages/hugepages-2048kB/nr_hugepages)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
