@@ -44,13 +44,14 @@ let package = Package(
         .target(
             name: "CBenchSupport",
             path: "Benchmarks/CBenchSupport",
-            linkerSettings: [.linkedLibrary("dl")]
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("numa")]
         ),
         .executableTarget(
             name: "BuddyBench",
             dependencies: [
                 "BuddyPools",
                 "CBenchSupport",
+                "CNuma",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

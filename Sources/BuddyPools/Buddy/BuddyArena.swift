@@ -396,45 +396,76 @@ public struct BuddyArena: ~Copyable {
     /// O(slots) word operations in the worst case.
     public mutating func allocateRun(count: Int, alignment: Int = 0, boundary: Int = 0, mobilityClass: Int, groupClass: Int? = nil) -> BuddyAllocation? {
         precondition(count >= 2, "a run has at least two superblocks")
+        guard let first = findRun(count: count, alignment: alignment, boundary: boundary) else { return nil }
         let maxOrder = geometry.maxOrder
-        let superblock = UInt(geometry.superblockSize)
-        var candidate = freeSets[maxOrder].next(from: 0)
-        search: while let first = candidate {
-            guard first + count <= slotCapacity else { return nil }
-            let base = slotBases[first]
-            if alignment > geometry.superblockSize, base & UInt(alignment - 1) != 0 {
-                candidate = freeSets[maxOrder].next(from: first + 1)
-                continue
+        for index in 0..<count {
+            let slot = first + index
+            removeFree(slot: slot, index: slot, order: maxOrder)
+            slotClasses[slot] = UInt8(groupClass ?? mobilityClass)
+            if index > 0 { state(slot: slot, offset: 0).pointee.store(BlockState.interior.rawValue, ordering: .relaxed) }
+        }
+        runLengths[first] = UInt32(count)
+        // Run heads carry the raised flag: they are never cached and their size is the run's.
+        state(slot: first, offset: 0).pointee.store(
+            BlockState.allocated(order: maxOrder, mobilityClass: mobilityClass, alignmentRaised: true).rawValue, ordering: .relaxed)
+        let location = BlockLocation(slot: first, blockOffset: 0, order: maxOrder)
+        return BuddyAllocation(address: slotBases[first], location: location)
+    }
+
+    /// The first slot of a run that fits. Runs are taken from the top of the slot range while
+    /// single blocks fill from the bottom, so the two rarely get in each other's way.
+    private func findRun(count: Int, alignment: Int, boundary: Int) -> Int? {
+        count <= 64 ? findShortRun(count: count, alignment: alignment, boundary: boundary)
+            : findLongRun(count: count, alignment: alignment, boundary: boundary)
+    }
+
+    /// Word-parallel: AND-ing a word with itself shifted 1...count-1 leaves bit j set exactly
+    /// when slots j ..< j + count are all wholly free. Highest candidates first.
+    private func findShortRun(count: Int, alignment: Int, boundary: Int) -> Int? {
+        let free = freeSets[geometry.maxOrder]
+        let words = free.wordCount
+        for wordIndex in stride(from: words - 1, through: 0, by: -1) {
+            let low = free.word(wordIndex)
+            guard low != 0 else { continue }
+            let high = wordIndex + 1 < words ? free.word(wordIndex + 1) : 0
+            var candidates = low
+            for shift in 1..<count where candidates != 0 {
+                candidates &= (low >> UInt64(shift)) | (high << UInt64(64 - shift))
             }
-            if boundary > 0, base / UInt(boundary) != (base + UInt(count) * superblock - 1) / UInt(boundary) {
-                candidate = freeSets[maxOrder].next(from: first + 1)
-                continue
+            while candidates != 0 {
+                let bit = 63 - candidates.leadingZeroBitCount
+                candidates &= ~(1 << UInt64(bit))
+                let first = wordIndex << 6 | bit
+                if runFits(first: first, count: count, alignment: alignment, boundary: boundary) { return first }
             }
-            for index in 1..<count {
-                let slot = first + index
-                if !freeSets[maxOrder].contains(slot) {
-                    candidate = freeSets[maxOrder].next(from: slot + 1)
-                    continue search
-                }
-                if slotBases[slot] != base + UInt(index) * superblock {
-                    candidate = slot
-                    continue search
-                }
-            }
-            for index in 0..<count {
-                let slot = first + index
-                removeFree(slot: slot, index: slot, order: maxOrder)
-                slotClasses[slot] = UInt8(groupClass ?? mobilityClass)
-                if index > 0 { state(slot: slot, offset: 0).pointee.store(BlockState.interior.rawValue, ordering: .relaxed) }
-            }
-            runLengths[first] = UInt32(count)
-            // Run heads carry the raised flag: they are never cached and their size is the run's.
-            state(slot: first, offset: 0).pointee.store(
-                BlockState.allocated(order: maxOrder, mobilityClass: mobilityClass, alignmentRaised: true).rawValue, ordering: .relaxed)
-            let location = BlockLocation(slot: first, blockOffset: 0, order: maxOrder)
-            return BuddyAllocation(address: base, location: location)
         }
         return nil
+    }
+
+    /// Walks the runs of wholly free slots from the bottom, jumping past what cannot fit.
+    private func findLongRun(count: Int, alignment: Int, boundary: Int) -> Int? {
+        let free = freeSets[geometry.maxOrder]
+        var position = 0
+        while let start = free.next(from: position) {
+            let end = free.nextClear(from: start)
+            var candidate = start
+            while candidate + count <= end {
+                if runFits(first: candidate, count: count, alignment: alignment, boundary: boundary) { return candidate }
+                candidate += 1
+            }
+            position = end + 1
+        }
+        return nil
+    }
+
+    /// Whether `count` free slots from `first` form one aligned, boundary-respecting address range.
+    private func runFits(first: Int, count: Int, alignment: Int, boundary: Int) -> Bool {
+        let base = slotBases[first]
+        let superblock = UInt(geometry.superblockSize)
+        if alignment > geometry.superblockSize, base & UInt(alignment - 1) != 0 { return false }
+        if boundary > 0, base / UInt(boundary) != (base + UInt(count) * superblock - 1) / UInt(boundary) { return false }
+        for index in 1..<count where slotBases[first + index] != base + UInt(index) * superblock { return false }
+        return true
     }
 
     private mutating func freeRun(firstSlot: Int, mobilityClass: Int) -> BuddyRelease {

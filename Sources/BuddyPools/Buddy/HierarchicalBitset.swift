@@ -55,6 +55,12 @@ struct HierarchicalBitset {
 
     var isEmpty: Bool { words[offset(levelCount - 1)] == 0 }
 
+    /// Level-0 words: bit i of word w is bit w * 64 + i.
+    var wordCount: Int { (bitCount + 63) >> 6 }
+
+    @inline(__always)
+    func word(_ index: Int) -> UInt64 { words[index] }
+
     /// Sets bit `index`; returns false when it was set already.
     @discardableResult
     func insert(_ index: Int) -> Bool {
@@ -105,6 +111,21 @@ struct HierarchicalBitset {
     /// The lowest set bit at or after `start`, or nil.
     func next(from start: Int) -> Int? {
         next(level: 0, from: start)
+    }
+
+    /// The lowest clear bit at or after `start`, or `bitCount` when every later bit is set.
+    /// O(length of the set run / 64).
+    func nextClear(from start: Int) -> Int {
+        var wordIndex = start >> 6
+        guard start < bitCount else { return bitCount }
+        var bits = ~words[wordIndex] & (~0 << UInt64(start & 63))
+        let lastWord = (bitCount - 1) >> 6
+        while bits == 0 {
+            wordIndex += 1
+            guard wordIndex <= lastWord else { return bitCount }
+            bits = ~words[wordIndex]
+        }
+        return min(bitCount, (wordIndex << 6) | bits.trailingZeroBitCount)
     }
 
     /// The lowest set bit in `range`, or nil.

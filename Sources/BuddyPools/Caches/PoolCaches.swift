@@ -65,7 +65,7 @@ final class PoolCaches: @unchecked Sendable {
         // By default cache only blocks up to 1/32 of the pool, so caches cannot hoard a small pool.
         let defaultMax = (0...geometry.maxOrder).last { geometry.blockSize(order: $0) <= max(poolCapacity / 32, geometry.minBlockSize) } ?? 0
         maxOrder = configuration.maxOrder ?? defaultMax
-        let budget = configuration.magazineBytes ?? min(8 << 20, max(256 << 10, poolCapacity / 256))
+        let budget = configuration.magazineBytes ?? min(32 << 20, max(256 << 10, poolCapacity / 64))
         sizes = MagazineSizes(geometry: geometry, cachedMaxOrder: maxOrder, budgetBytes: budget)
 
         let (table, count) = Self.depotTable(sharding: configuration.sharding, cpus: cpus, topology: topology)
@@ -127,74 +127,22 @@ final class PoolCaches: @unchecked Sendable {
         return (table.map { $0 < 0 ? shared : $0 }, count + 1)
     }
 
-    // MARK: Fast path (owner thread, no lock, no atomic read-modify-write)
+    /// The lock-free operations, as a value the pool keeps inline (no class reference to
+    /// retain on the fast path), for a pool whose first region is `region`.
+    func fastPath(poolID: UInt32, region: MemoryPool.FastRegion) -> CacheFastPath {
+        CacheFastPath(
+            cacheIndex: cacheIndex, token: token, maxOrder: maxOrder, minBlockShift: geometry.minBlockShift,
+            superblockShift: geometry.superblockShift, maxCachedBytes: geometry.blockSize(order: maxOrder), poolID: poolID,
+            regionBase: region.base, regionBytes: region.byteCount, states: region.states, owners: region.owners)
+    }
 
     /// The calling thread's cache for this pool, if it has one.
-    @inline(__always)
     func currentThreadCache() -> UnsafeMutablePointer<ThreadCache>? {
         guard let root = cnuma_thread_cache(),
-              let raw = root.load(fromByteOffset: cacheIndex &* MemoryLayout<UnsafeMutableRawPointer?>.stride, as: UnsafeMutableRawPointer?.self)
+              let raw = root.load(fromByteOffset: cacheIndex * MemoryLayout<UnsafeMutableRawPointer?>.stride, as: UnsafeMutableRawPointer?.self)
         else { return nil }
         let cache = raw.assumingMemoryBound(to: ThreadCache.self)
         return cache.pointee.token == token ? cache : nil
-    }
-
-    /// Pops a cached block and marks it allocated; nil sends the caller to `refillAndPop`.
-    @inline(__always)
-    func pop(order: Int) -> UInt? {
-        guard let cache = currentThreadCache() else { return nil }
-        guard enter(cache) else { return nil }
-        let magazine = cache.pointee.magazines + order
-        let count = magazine.pointee.count
-        guard count > 0 else {
-            leave(cache)
-            return nil
-        }
-        let block = magazine.pointee.entries[count &- 1]
-        magazine.pointee.count = count &- 1
-        block.state.pointee.store(BlockState.allocated(order: order, mobilityClass: 0).rawValue, ordering: .relaxed)
-        cache.pointee.pendingCachedBytes &-= magazine.pointee.blockBytes
-        cache.pointee.pendingAllocations &+= 1
-        leave(cache)
-        return block.address
-    }
-
-    /// Pushes a block the caller has checked is an allocated, unmovable head of `order`;
-    /// false sends the caller to `pushSlow`.
-    @inline(__always)
-    func push(address: UInt, state: UnsafeMutablePointer<Atomic<UInt8>>, order: Int) -> Bool {
-        guard let cache = currentThreadCache() else { return false }
-        guard enter(cache) else { return false }
-        let magazine = cache.pointee.magazines + order
-        let count = magazine.pointee.count
-        guard count < magazine.pointee.capacity else {
-            leave(cache)
-            return false
-        }
-        state.pointee.store(BlockState.cached(order: order).rawValue, ordering: .relaxed)
-        magazine.pointee.entries[count] = CachedBlock(address: address, state: state)
-        magazine.pointee.count = count &+ 1
-        cache.pointee.pendingCachedBytes &+= magazine.pointee.blockBytes
-        cache.pointee.pendingFrees &+= 1
-        leave(cache)
-        return true
-    }
-
-    @inline(__always)
-    private func enter(_ cache: UnsafeMutablePointer<ThreadCache>) -> Bool {
-        cache.pointee.inUse.store(1, ordering: .relaxed)
-        cnuma_compiler_barrier()
-        if cache.pointee.drainRequested.load(ordering: .acquiring) != 0 {
-            cache.pointee.inUse.store(0, ordering: .releasing)
-            return false
-        }
-        return true
-    }
-
-    @inline(__always)
-    private func leave(_ cache: UnsafeMutablePointer<ThreadCache>) {
-        cnuma_compiler_barrier()
-        cache.pointee.inUse.store(0, ordering: .releasing)
     }
 
     // MARK: Slow path (owner thread, under its cache lock)

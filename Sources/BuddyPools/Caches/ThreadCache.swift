@@ -41,6 +41,10 @@ struct ThreadCache: ~Copyable {
         self.storage = storage
     }
 
+    /// Where the magazines start, relative to the cache: right after the header, so the fast
+    /// path computes their address instead of loading it.
+    static var magazinesOffset: Int { (MemoryLayout<ThreadCache>.stride + 63) & ~63 }
+
     /// Allocates and initializes a cache (header, magazines, entries) in one mapping.
     static func make(
         token: UInt64, sizes: MagazineSizes, geometry: BuddyGeometry, cacheIndex: Int, locked: Bool, nodes: NodeSet
@@ -56,6 +60,8 @@ struct ThreadCache: ~Copyable {
             .bindMemory(to: ThreadCache.self, capacity: 1)
         let magazines = buffer.slice(offset: &offset, byteCount: orderCount * MemoryLayout<Magazine>.stride)
             .bindMemory(to: Magazine.self, capacity: orderCount)
+        // Invariant: the fast path finds the magazines at magazinesOffset from the header.
+        precondition(UnsafeMutableRawPointer(magazines) - UnsafeMutableRawPointer(header) == magazinesOffset)
         for order in 0..<orderCount {
             let entries = buffer.slice(offset: &offset, byteCount: sizes.capacities[order] * MemoryLayout<CachedBlock>.stride)
                 .bindMemory(to: CachedBlock.self, capacity: sizes.capacities[order])

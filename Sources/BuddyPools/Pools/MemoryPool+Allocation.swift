@@ -9,17 +9,26 @@ extension MemoryPool {
     /// - Throws: `PoolError.exhausted` when nothing fits after draining caches (and, for pools
     ///   that may, after recalling loans, borrowing and reclaiming); the pool stays usable.
     public func allocate(byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable) throws(PoolError) -> UnsafeMutableRawPointer {
+        // The fast path: a small unmovable request with an alignment the minimum block meets
+        // (a power of two no larger than it), from this thread's magazine.
+        if mobility == .unmovable, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
+           alignment > 0, alignment & (alignment &- 1) == 0, alignment &>> cacheFastPath.minBlockShift == 0,
+           let address = cacheFastPath.pop(order: cacheFastPath.order(byteCount: byteCount)) {
+            // Invariant: cached addresses are block starts inside a mapped region, never 0.
+            return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
+        }
+        return try allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility)
+    }
+
+    @inline(never)
+    private func allocateSlowly(byteCount: Int, alignment: Int, mobility: Mobility) throws(PoolError) -> UnsafeMutableRawPointer {
         guard byteCount > 0 else { throw invalidRequest(byteCount, alignment, .zeroOrNegativeSize) }
         guard alignment > 0, alignment & (alignment &- 1) == 0 else { throw invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo) }
         guard let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) else {
             return try allocateContiguous(byteCount: byteCount, alignment: alignment, boundary: 0, mobility: mobility)
         }
-        if mobility == .unmovable, !raised, let caches, order <= caches.maxOrder {
-            if let address = caches.pop(order: order) {
-                // Invariant: cached addresses are block starts inside a mapped region, never 0.
-                return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
-            }
-            if !isForkedChild, let address = caches.refillAndPop(order: order, backend: self) {
+        if mobility == .unmovable, !raised, order <= cacheFastPath.maxOrder, !isForkedChild, let caches {
+            if let address = cacheFastPath.pop(order: order) ?? caches.refillAndPop(order: order, backend: self) {
                 return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
             }
         }

@@ -34,26 +34,35 @@ extension MemoryPool {
     /// In a fork child, freeing memory of a pool made before the fork does nothing.
     public func deallocate(_ pointer: UnsafeMutableRawPointer) {
         let address = UInt(bitPattern: pointer)
-        if let caches, let (state, order) = cacheableBlock(at: address, expectedOrder: nil, caches: caches) {
-            if caches.push(address: address, state: state, order: order) { return }
-            if !isForkedChild {
-                caches.pushSlow(address: address, state: state, order: order, backend: self)
-                return
-            }
+        if let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil),
+           cacheFastPath.push(address: address, state: state, order: order) {
+            return
         }
-        deallocateChecked(address, byteCount: nil)
+        deallocateSlowly(address, byteCount: nil)
     }
 
     /// Frees a block, also checking that `byteCount` is the size it was allocated with.
     public func deallocate(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
         let address = UInt(bitPattern: pointer)
-        if let caches, byteCount > 0, let expected = geometry.order(byteCount: byteCount, alignment: 1)?.order,
-           let (state, order) = cacheableBlock(at: address, expectedOrder: expected, caches: caches) {
-            if caches.push(address: address, state: state, order: order) { return }
-            if !isForkedChild {
+        if byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
+           let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: cacheFastPath.order(byteCount: byteCount)),
+           cacheFastPath.push(address: address, state: state, order: order) {
+            return
+        }
+        deallocateSlowly(address, byteCount: byteCount)
+    }
+
+    /// Other regions, full magazines, other threads' first frees, uncached blocks, and every
+    /// bad pointer.
+    @inline(never)
+    private func deallocateSlowly(_ address: UInt, byteCount: Int?) {
+        if !isForkedChild, let caches, let (state, order) = cacheableBlock(at: address, expectedOrder: byteCount.flatMap {
+            $0 > 0 ? geometry.order(byteCount: $0, alignment: 1)?.order : nil
+        }) {
+            if !cacheFastPath.push(address: address, state: state, order: order) {
                 caches.pushSlow(address: address, state: state, order: order, backend: self)
-                return
             }
+            return
         }
         deallocateChecked(address, byteCount: byteCount)
     }
@@ -82,24 +91,15 @@ extension MemoryPool {
         }
     }
 
-    /// The unlocked check of the free fast path: an allocated, unmovable, plain head of a
-    /// cacheable order in one of the pool's own regions, in a superblock the pool still owns.
-    @inline(__always)
-    private func cacheableBlock(at address: UInt, expectedOrder: Int?, caches: PoolCaches) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
+    /// The unlocked check for any of the pool's own regions (the fast path covers the first).
+    private func cacheableBlock(at address: UInt, expectedOrder: Int?) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
         for index in 0..<fastRegionCount {
             let region = fastRegions[index]
             let offset = address &- region.base
             guard offset < region.byteCount else { continue }
-            guard offset & UInt(geometry.minBlockSize &- 1) == 0 else { return nil }
-            let state = region.states + Int(offset >> UInt(geometry.minBlockShift))
-            let value = state.pointee.load(ordering: .relaxed)
-            // High nibble 2: allocated, unmovable, not raised for alignment, not a run head.
-            guard value >> 4 == 2 else { return nil }
-            let order = Int(value & 0x0F)
-            guard order <= caches.maxOrder, expectedOrder == nil || expectedOrder == order,
-                  region.owners[Int(offset >> UInt(geometry.superblockShift))].load(ordering: .relaxed) == id
-            else { return nil }
-            return (state, order)
+            return CacheFastPath.cacheableHead(
+                offset: offset, states: region.states, owners: region.owners, minBlockShift: geometry.minBlockShift,
+                superblockShift: geometry.superblockShift, maxOrder: cacheFastPath.maxOrder, poolID: id, expectedOrder: expectedOrder)
         }
         return nil
     }

@@ -23,6 +23,8 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     let ownSuperblockCount: Int
     let core: Mutex<PoolCore>
     let caches: PoolCaches?
+    /// The caches' lock-free operations, inline so the fast path retains nothing.
+    let cacheFastPath: CacheFastPath
     private let cacheIndex: Int?
     private let metadata: MetadataBuffer
     /// The fork generation the pool was made in; in a later one (a fork child) it is unusable.
@@ -137,6 +139,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         } else {
             caches = nil
         }
+        cacheFastPath = caches?.fastPath(poolID: id, region: fastRegions.pointee) ?? .disabled
         for region in managed { PoolRegistry.addRange(region.addressRange, pool: id) }
         if let index { PoolRegistry.bindCacheIndex(index, to: self) }
         Diagnostics.report(DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "created: \(self)", bytes: capacity))

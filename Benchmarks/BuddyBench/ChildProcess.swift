@@ -1,0 +1,65 @@
+import Glibc
+
+/// Spawns this executable again (posix_spawn) with extra environment variables and
+/// returns its stdout, so each contender runs in a process of its own.
+enum ChildProcess {
+    struct Outcome {
+        var output: String
+        /// The exit status, or 128 + signal number when it was killed.
+        var status: Int32
+    }
+
+    static func executablePath() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        return length > 0 ? String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    }
+
+    static func run(arguments: [String], extraEnvironment: [String: String]) -> Outcome {
+        var pipe: [Int32] = [0, 0]
+        guard Glibc.pipe(&pipe) == 0 else { return Outcome(output: "", status: -1) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        defer { posix_spawn_file_actions_destroy(&actions) }
+
+        var environment: [String] = []
+        var cursor = environ
+        while let entry = cursor.pointee {
+            let text = String(cString: entry)
+            let key = text.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
+            if extraEnvironment[key] == nil { environment.append(text) }
+            cursor += 1
+        }
+        environment += extraEnvironment.map { "\($0.key)=\($0.value)" }
+
+        let path = executablePath()
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        var pid = pid_t()
+        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        close(pipe[1])
+        guard spawned == 0 else {
+            close(pipe[0])
+            return Outcome(output: "", status: -1)
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(pipe[0], $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes += chunk[0..<count]
+        }
+        close(pipe[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        let exited = status & 0x7F == 0
+        return Outcome(output: String(decoding: bytes, as: UTF8.self), status: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F))
+    }
+}

@@ -1,0 +1,290 @@
+import BuddyPools
+import CBenchSupport
+import Foundation
+
+/// Runs scenarios for one contender inside a child process and prints each result as a
+/// `RESULT {json}` line on stdout for the parent.
+struct ChildRun {
+    let contender: Contender
+    let settings: BenchSettings
+    let topology: NUMATopology
+    /// The node of the CPU the child is pinned to.
+    let localNode: Int
+    let localCPU: Int
+
+    init(contender: Contender, settings: BenchSettings) throws {
+        self.contender = contender
+        self.settings = settings
+        topology = try NUMATopology.current()
+        let node = topology.nodes.first { !$0.isMemoryless && !$0.cpus.isEmpty } ?? topology.nodes[0]
+        localNode = node.id
+        localCPU = node.cpus.first ?? 0
+    }
+
+    func runAll(_ scenarios: [Scenario]) {
+        Diagnostics.standardErrorLevel = nil
+        for scenario in scenarios {
+            let result = run(scenario)
+            let data = try! JSONEncoder().encode(result)
+            print("RESULT " + String(decoding: data, as: UTF8.self))
+            fflush(nil)  // all streams: stdout is a C global Swift 6 will not reference
+        }
+    }
+
+    private func result(_ scenario: Scenario, _ status: ScenarioResult.Status, _ note: String? = nil) -> ScenarioResult {
+        ScenarioResult(scenario: scenario, contender: contender, status: status, note: note)
+    }
+
+    func run(_ scenario: Scenario) -> ScenarioResult {
+        if contender == .memkindRegular || contender == .memkindHugetlb {
+            let kind: Int32 = contender == .memkindRegular ? 1 : 2
+            guard cbench_memkind_open(kind) == 1 else {
+                return result(scenario, .missing, "missing: " + String(cString: cbench_memkind_error()) + " (apt-get install libmemkind0)")
+            }
+        }
+        switch scenario {
+        case .fixed4K, .fixed4K2, .fixed64K, .fixed2M, .fixed16M: return fixed(scenario)
+        case .mixed1, .mixed2: return mixed(scenario)
+        case .gups: return gups()
+        case .numa: return numa()
+        case .churn: return ChurnExperiment(settings: settings, node: localNode).run()
+        }
+    }
+
+    // MARK: Allocators per scenario
+
+    /// A pool on the local node big enough for the scenario (2 MiB pages, falling back as usual).
+    /// - Parameter maxOrder: inclusive; 10 makes 4 MiB superblocks, so every size of the mixed
+    ///   workload (4 KiB ... 4 MiB) is a single buddy block rather than a run.
+    func makePool(capacity: Int, node: Int? = nil, name: String = "bench", maxOrder: Int? = nil) -> MemoryPool? {
+        let superblock = 4096 << (maxOrder ?? 9)
+        var configuration = PoolConfiguration(name: name, capacity: (capacity + superblock - 1) / superblock * superblock)
+        configuration.nodes = [node ?? localNode]
+        configuration.pageSize = .huge2M
+        configuration.maxOrder = maxOrder
+        return try? MemoryPool(configuration: configuration)
+    }
+
+    /// Calls `body` with one allocator per thread (shared where the allocator is thread-safe).
+    func withAllocators<R>(capacity: Int, slotBytes: Int, slots: Int, threads: Int, maxOrder: Int? = nil,
+                           _ body: (AllocatorSet) -> R?) -> (R?, String?) {
+        switch contender {
+        case .buddypools:
+            guard let pool = makePool(capacity: capacity, maxOrder: maxOrder) else { return (nil, "could not create a \(ByteCount.format(capacity)) pool") }
+            let note = "pool \(ByteCount.format(pool.capacity)), \(pool.regions[0].pageSize), superblock \(ByteCount.format(pool.geometry.superblockSize))"
+            let outcome = body(.pool(PoolAllocator(pool: pool)))
+            return (outcome, note)
+        case .null:
+            var allocators: [NullAllocator] = []
+            for _ in 0..<threads {
+                guard let allocator = NullAllocator(slotBytes: slotBytes, slots: slots, node: localNode) else {
+                    return (nil, "could not map the null allocator's slots")
+                }
+                allocators.append(allocator)
+            }
+            return (body(.null(allocators)), nil)
+        case .glibc, .jemalloc, .mimalloc, .tcmalloc: return (body(.malloc(MallocAllocator())), nil)
+        case .numaAllocOnnode: return (body(.numa(NumaAllocator(node: Int32(localNode)))), nil)
+        case .memkindRegular: return (body(.memkind(MemkindAllocator(kind: 1))), nil)
+        case .memkindHugetlb: return (body(.memkind(MemkindAllocator(kind: 2))), nil)
+        }
+    }
+
+    // MARK: Scenarios
+
+    private func fixed(_ scenario: Scenario) -> ScenarioResult {
+        let size = scenario.fixedSize!
+        let live = 64
+        let threads = scenario == .fixed4K2 ? 2 : 1
+        let cpus = topology.allowedCPUs.map { $0 }
+        guard threads <= cpus.count else { return result(scenario, .skipped, "needs \(threads) CPUs") }
+        let duration = settings.duration
+        let (outcome, note) = withAllocators(capacity: threads * (live * size * 5 / 4) + (64 << 20), slotBytes: size, slots: live + 1, threads: threads) { set -> [LoopMeasurement]? in
+            let results = ResultBox<LoopMeasurement>(count: threads)
+            runOnThreads(threads) { index in
+                _ = cbench_pin_to_cpu(Int32(threads == 1 ? localCPU : cpus[index % cpus.count]))
+                results.set(index, set.visit(thread: index, FixedTask(size: size, live: live, duration: duration)))
+            }
+            let all = results.values
+            return all.count == threads ? all : nil
+        }
+        guard let measured = outcome ?? nil else { return result(scenario, .failed, note ?? "allocation failed") }
+        return summarize(scenario, measured, note: note)
+    }
+
+    /// One result from each thread's loop: wall time per operation over all threads.
+    private func summarize(_ scenario: Scenario, _ measured: [LoopMeasurement], note: String?) -> ScenarioResult {
+        var summary = result(scenario, .ok, note)
+        let operations = measured.reduce(0) { $0 + $1.operations }
+        let wall = measured.map(\.nanoseconds).max() ?? 1
+        summary.operations = operations
+        summary.nanosecondsPerOperation = Double(wall) / Double(operations)
+        summary.faultsPerOperation = Double(measured.reduce(0) { $0 + $1.faults }) / Double(operations)
+        if measured.count > 1 { summary.metrics["per_thread_ns_per_op"] = median(measured.map(\.nanosecondsPerOperation)) }
+        return summary
+    }
+
+    private func mixed(_ scenario: Scenario) -> ScenarioResult {
+        let threads = scenario == .mixed2 ? 2 : 1
+        let live = 1024
+        let cpus = topology.allowedCPUs.map { $0 }
+        guard threads <= cpus.count else { return result(scenario, .skipped, "needs \(threads) CPUs") }
+        let duration = settings.duration
+        let seed = settings.seed
+        let (outcome, note) = withAllocators(capacity: threads * (2 << 30), slotBytes: 4 << 20, slots: live + 1, threads: threads, maxOrder: 10) { set -> [(LoopMeasurement, LatencySummary?)]? in
+            let results = ResultBox<(LoopMeasurement, LatencySummary?)>(count: threads)
+            runOnThreads(threads) { index in
+                _ = cbench_pin_to_cpu(Int32(cpus[index % cpus.count]))
+                let task = MixedTask(live: live, duration: duration, seed: seed &+ UInt64(index), tails: threads == 1)
+                results.set(index, set.visit(thread: index, task) ?? nil)
+            }
+            let all = results.values
+            return all.count == threads ? all : nil
+        }
+        guard let measured = outcome ?? nil else { return result(scenario, .failed, note ?? "allocation failed") }
+        var summary = summarize(scenario, measured.map(\.0), note: note)
+        summary.latency = measured.first?.1
+        return summary
+    }
+
+    private func gups() -> ScenarioResult {
+        let bytes = settings.gupsBytes
+        let words = bytes / 8
+        _ = cbench_pin_to_cpu(Int32(localCPU))
+        let table: UnsafeMutablePointer<UInt64>
+        var note: String?
+        var keepAlive: AnyObject?
+        var release: () -> Void = {}
+        switch contender {
+        case .buddypools:
+            guard let pool = makePool(capacity: bytes + (2 << 20), name: "gups"),
+                  let memory = try? pool.allocateContiguous(byteCount: bytes, alignment: 2 << 20)
+            else { return result(.gups, .failed, "could not get \(ByteCount.format(bytes)) from a pool") }
+            table = memory.bindMemory(to: UInt64.self, capacity: words)
+            note = "pool \(pool.regions[0].pageSize)"
+            keepAlive = pool
+            release = { pool.deallocate(memory) }
+        case .memkindHugetlb, .glibc, .jemalloc, .mimalloc, .tcmalloc:
+            let allocator: any BenchAllocator = contender == .memkindHugetlb ? MemkindAllocator(kind: 2) : MallocAllocator()
+            guard let memory = allocator.allocate(bytes) else { return result(.gups, .failed, "allocation of \(ByteCount.format(bytes)) failed") }
+            table = memory.bindMemory(to: UInt64.self, capacity: words)
+            release = { allocator.deallocate(memory, size: bytes) }
+        default:
+            return result(.gups, .skipped)
+        }
+        // Initialize outside the clock: first touch, as a program would.
+        table.initialize(repeating: 0, count: words)
+        let measurement = Workloads.randomUpdates(table: table, words: words, duration: settings.duration, seed: settings.seed)
+        release()
+        _ = keepAlive
+        var outcome = result(.gups, .ok, note.map { "\($0), table \(ByteCount.format(bytes))" } ?? "table \(ByteCount.format(bytes))")
+        outcome.nanosecondsPerOperation = measurement.nanosecondsPerOperation
+        outcome.operations = measurement.operations
+        outcome.faultsPerOperation = measurement.faultsPerOperation
+        return outcome
+    }
+
+    private func numa() -> ScenarioResult {
+        let memoryNodes = topology.memoryNodes.map { $0 }
+        guard memoryNodes.count > 1 else {
+            return result(.numa, .skipped, "skipped by name: this machine has one NUMA node (numa scenarios need two or more)")
+        }
+        _ = cbench_pin_to_cpu(Int32(localCPU))
+        let remote = memoryNodes.filter { $0 != localNode }.max { (topology.distance(from: localNode, to: $0) ?? 0, $1) < (topology.distance(from: localNode, to: $1) ?? 0, $0) }!
+        let bytes = settings.numaBytes
+        var outcome = result(.numa, .ok, "local node \(localNode) (CPU \(localCPU)), remote node \(remote) at distance \(topology.distance(from: localNode, to: remote) ?? 0)")
+        // Where does memory meant for the remote node land?
+        let placement: Double?
+        switch contender {
+        case .buddypools:
+            guard let pool = makePool(capacity: bytes + (2 << 20), node: remote, name: "remote"),
+                  let memory = try? pool.allocateContiguous(byteCount: bytes, alignment: 2 << 20)
+            else { return result(.numa, .failed, "could not create a pool on node \(remote)") }
+            placement = fraction(memory, bytes: bytes, on: remote)
+            outcome.metrics["remote_bandwidth_GBps"] = Workloads.readBandwidth(memory, bytes: bytes, duration: settings.duration / 2)
+            outcome.metrics["remote_latency_ns"] = Workloads.chaseLatency(memory, bytes: bytes, duration: settings.duration / 2, seed: settings.seed)
+            pool.deallocate(memory)
+            if let local = makePool(capacity: bytes + (2 << 20), node: localNode, name: "local"),
+               let memory = try? local.allocateContiguous(byteCount: bytes, alignment: 2 << 20) {
+                outcome.metrics["local_fraction_on_node"] = fraction(memory, bytes: bytes, on: localNode)
+                outcome.metrics["local_bandwidth_GBps"] = Workloads.readBandwidth(memory, bytes: bytes, duration: settings.duration / 2)
+                outcome.metrics["local_latency_ns"] = Workloads.chaseLatency(memory, bytes: bytes, duration: settings.duration / 2, seed: settings.seed)
+                local.deallocate(memory)
+            }
+        case .numaAllocOnnode:
+            guard let memory = cbench_numa_alloc_onnode(bytes, Int32(remote)) else { return result(.numa, .failed) }
+            memory.initializeMemory(as: UInt8.self, repeating: 1, count: bytes)
+            placement = fraction(memory, bytes: bytes, on: remote)
+            cbench_numa_free(memory, bytes)
+        case .glibc, .jemalloc, .mimalloc, .tcmalloc, .memkindRegular:
+            // No way to ask for a node: first touch from this thread decides.
+            let allocator: any BenchAllocator = contender == .memkindRegular ? MemkindAllocator(kind: 1) : MallocAllocator()
+            guard let memory = allocator.allocate(bytes) else { return result(.numa, .failed) }
+            memory.initializeMemory(as: UInt8.self, repeating: 1, count: bytes)
+            placement = fraction(memory, bytes: bytes, on: remote)
+            allocator.deallocate(memory, size: bytes)
+        case .null, .memkindHugetlb:
+            return result(.numa, .skipped)
+        }
+        outcome.metrics["fraction_on_requested_node"] = placement
+        return outcome
+    }
+
+    private func fraction(_ memory: UnsafeMutableRawPointer, bytes: Int, on node: Int) -> Double {
+        let samples = 256
+        let addresses = (0..<samples).map { UnsafeRawPointer(memory + ($0 * (bytes / samples)) / 4096 * 4096) }
+        let nodes = PagePlacement.nodes(of: addresses)
+        return Double(nodes.filter { $0 == node }.count) / Double(samples)
+    }
+}
+
+/// A workload to run with one allocator; `visit` calls it with the concrete type, so the
+/// loop is specialized for that allocator (an existential would add a dynamic call per op).
+protocol AllocatorTask: Sendable {
+    associatedtype Output
+    func run<A: BenchAllocator>(_ allocator: A) -> Output
+}
+
+struct FixedTask: AllocatorTask {
+    let size: Int, live: Int, duration: Double
+    func run<A: BenchAllocator>(_ allocator: A) -> LoopMeasurement? {
+        Workloads.fixedSize(allocator, size: size, live: live, duration: duration)
+    }
+}
+
+struct MixedTask: AllocatorTask {
+    let live: Int, duration: Double, seed: UInt64, tails: Bool
+    func run<A: BenchAllocator>(_ allocator: A) -> (LoopMeasurement, LatencySummary?)? {
+        Workloads.mixed(allocator, live: live, duration: duration, seed: seed, tails: tails)
+    }
+}
+
+/// The allocators of one scenario run: one shared, or one per thread (the null allocator).
+enum AllocatorSet: @unchecked Sendable {
+    // @unchecked: null allocators are used by their own thread only; the others are thread-safe.
+    case pool(PoolAllocator)
+    case malloc(MallocAllocator)
+    case numa(NumaAllocator)
+    case memkind(MemkindAllocator)
+    case null([NullAllocator])
+
+    func visit<T: AllocatorTask>(thread: Int, _ task: T) -> T.Output {
+        switch self {
+        case .pool(let allocator): task.run(allocator)
+        case .malloc(let allocator): task.run(allocator)
+        case .numa(let allocator): task.run(allocator)
+        case .memkind(let allocator): task.run(allocator)
+        case .null(let allocators): task.run(allocators[thread])
+        }
+    }
+}
+
+/// Per-thread results collected from worker threads.
+final class ResultBox<Value>: @unchecked Sendable {
+    // @unchecked: each thread writes only its own index, and the reader waits for all (pthread_join).
+    private var storage: [Value?]
+
+    init(count: Int) { storage = Array(repeating: nil, count: count) }
+    func set(_ index: Int, _ value: Value?) { storage[index] = value }
+    var values: [Value] { storage.compactMap { $0 } }
+}

@@ -1,0 +1,112 @@
+import Glibc
+
+/// An allocator the benchmark compares, each run in its own child process.
+enum Contender: String, CaseIterable, Codable, Sendable {
+    case buddypools
+    case null
+    case glibc
+    case jemalloc
+    case mimalloc
+    case tcmalloc
+    case numaAllocOnnode = "numa_alloc_onnode"
+    case memkindRegular = "memkind-regular"
+    case memkindHugetlb = "memkind-hugetlb"
+
+    /// The allocators users would pick instead (the ratios are against the best of these).
+    var isPeer: Bool { self != .buddypools && self != .null }
+
+    /// The library LD_PRELOAD puts in front of malloc, for the malloc peers.
+    var preloadLibrary: String? {
+        switch self {
+        case .jemalloc: "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+        case .mimalloc: "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2"
+        case .tcmalloc: "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+        default: nil
+        }
+    }
+
+    /// The Debian package that provides the peer.
+    var package: String? {
+        switch self {
+        case .jemalloc: "libjemalloc2"
+        case .mimalloc: "libmimalloc2.0"
+        case .tcmalloc: "libtcmalloc-minimal4"
+        case .memkindRegular, .memkindHugetlb: "libmemkind0"
+        case .numaAllocOnnode: "libnuma1"
+        default: nil
+        }
+    }
+
+    /// Why the contender cannot run here, or nil. (memkind is probed in its child.)
+    var missingReason: String? {
+        guard let library = preloadLibrary, access(library, R_OK) != 0 else { return nil }
+        return "missing: \(library) not found (apt-get install \(package ?? "?"))"
+    }
+}
+
+/// A named, documented workload.
+enum Scenario: String, CaseIterable, Codable, Sendable {
+    case fixed4K = "fixed-4K"
+    case fixed4K2 = "fixed-4K-2t"
+    case fixed64K = "fixed-64K"
+    case fixed2M = "fixed-2M"
+    case fixed16M = "fixed-16M"
+    case mixed1 = "mixed-1t"
+    case mixed2 = "mixed-2t"
+    case gups
+    case numa
+    case churn
+
+    var summary: String {
+        switch self {
+        case .fixed4K, .fixed64K, .fixed2M, .fixed16M:
+            "steady state of 64 live \(rawValue.dropFirst(6)) blocks; one op = free one + allocate one (no touch)"
+        case .fixed4K2:
+            "fixed-4K on 2 threads at once, each with its own 64 blocks; ns/op is wall time over both threads' pairs"
+        case .mixed1:
+            "1024 live blocks, log-uniform 4 KiB..4 MiB, random replacement, first and last byte touched; 1 thread; tails from a second, timed pass"
+        case .mixed2:
+            "the mixed workload on 2 threads at once (each its own 1024 blocks); ns/op is wall time over both threads' ops"
+        case .gups:
+            "random 8-byte read-modify-write over a large table (GUPS-style); ns per update"
+        case .numa:
+            "pool memory on the local vs the farthest node: read bandwidth and load latency; and where each allocator puts memory asked for a remote node"
+        case .churn:
+            "fragmentation: random sizes and lifetimes at 70-90% occupancy with movable and reclaimable shares, then max-order requests; grouping+compaction vs grouping off"
+        }
+    }
+
+    var fixedSize: Int? {
+        switch self {
+        case .fixed4K, .fixed4K2: 4 << 10
+        case .fixed64K: 64 << 10
+        case .fixed2M: 2 << 20
+        case .fixed16M: 16 << 20
+        default: nil
+        }
+    }
+
+    func applies(to contender: Contender) -> Bool {
+        switch self {
+        case .fixed4K, .fixed4K2, .fixed64K, .fixed2M, .fixed16M, .mixed1, .mixed2: true
+        case .gups: contender != .null && contender != .numaAllocOnnode && contender != .memkindRegular
+        case .numa: contender != .null && contender != .memkindHugetlb
+        case .churn: contender == .buddypools
+        }
+    }
+}
+
+/// One contender's result for one scenario in one child run.
+struct ScenarioResult: Codable, Sendable {
+    enum Status: String, Codable, Sendable { case ok, missing, failed, skipped }
+
+    var scenario: Scenario
+    var contender: Contender
+    var status: Status
+    var note: String?
+    var nanosecondsPerOperation: Double?
+    var operations: Int?
+    var faultsPerOperation: Double?
+    var latency: LatencySummary?
+    var metrics: [String: Double] = [:]
+}

@@ -1,0 +1,135 @@
+import CNuma
+import Synchronization
+
+/// The lock-free paths of a pool: the calling thread's magazine, reached through one TLS
+/// load, with no lock, no atomic read-modify-write and no reference counting. Held by value
+/// in the pool, with the pool's first region, so a free needs no lookup.
+struct CacheFastPath: @unchecked Sendable {
+    // @unchecked: the pointers reach state bytes and owners, which are atomics.
+    let cacheIndex: Int
+    let token: UInt64
+    /// Highest cached order; -1 when the pool has no caches.
+    let maxOrder: Int
+    let minBlockShift: Int
+    let superblockShift: Int
+    /// Bytes of a block of `maxOrder` (0 without caches).
+    let maxCachedBytes: Int
+    let poolID: UInt32
+    /// The pool's first region.
+    let regionBase: UInt
+    let regionBytes: UInt
+    let states: UnsafeMutablePointer<Atomic<UInt8>>?
+    let owners: UnsafeMutablePointer<Atomic<UInt32>>?
+
+    static let disabled = CacheFastPath(
+        cacheIndex: 0, token: 0, maxOrder: -1, minBlockShift: 12, superblockShift: 21, maxCachedBytes: 0, poolID: 0,
+        regionBase: 0, regionBytes: 0, states: nil, owners: nil)
+
+    /// The order of an unmovable request of `byteCount` (1 ... maxCachedBytes).
+    @inline(__always)
+    func order(byteCount: Int) -> Int {
+        // Or-ing in the minimum block's bits makes anything up to it order 0.
+        Int.bitWidth &- ((byteCount &- 1) | ((1 &<< minBlockShift) &- 1)).leadingZeroBitCount &- minBlockShift
+    }
+
+    /// The calling thread's cache for this pool, if it has one.
+    @inline(__always)
+    func currentThreadCache() -> UnsafeMutablePointer<ThreadCache>? {
+        guard let root = cnuma_thread_cache(),
+              let raw = root.load(fromByteOffset: cacheIndex &* MemoryLayout<UnsafeMutableRawPointer?>.stride, as: UnsafeMutableRawPointer?.self)
+        else { return nil }
+        let cache = raw.assumingMemoryBound(to: ThreadCache.self)
+        return cache.pointee.token == token ? cache : nil
+    }
+
+    /// Pops a cached block and marks it allocated; nil sends the caller to the slow path.
+    @inline(__always)
+    func pop(order: Int) -> UInt? {
+        guard let cache = currentThreadCache() else { return nil }
+        guard enter(cache) else { return nil }
+        let magazine = Self.magazine(cache, order)
+        let count = magazine.pointee.count
+        guard count > 0 else {
+            leave(cache)
+            return nil
+        }
+        let block = magazine.pointee.entries[count &- 1]
+        magazine.pointee.count = count &- 1
+        block.state.pointee.store(BlockState.allocated(order: order, mobilityClass: 0).rawValue, ordering: .relaxed)
+        cache.pointee.pendingCachedBytes &-= magazine.pointee.blockBytes
+        cache.pointee.pendingAllocations &+= 1
+        leave(cache)
+        return block.address
+    }
+
+    /// The state byte and order of a block in the first region that the fast path may free:
+    /// an allocated, unmovable, plain head of a cached order, in a superblock this pool owns.
+    @inline(__always)
+    func cacheableHead(at address: UInt, expectedOrder: Int?) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
+        let offset = address &- regionBase
+        guard offset < regionBytes, let states, let owners else { return nil }
+        return Self.cacheableHead(
+            offset: offset, states: states, owners: owners, minBlockShift: minBlockShift, superblockShift: superblockShift,
+            maxOrder: maxOrder, poolID: poolID, expectedOrder: expectedOrder)
+    }
+
+    @inline(__always)
+    static func cacheableHead(
+        offset: UInt, states: UnsafeMutablePointer<Atomic<UInt8>>, owners: UnsafeMutablePointer<Atomic<UInt32>>,
+        minBlockShift: Int, superblockShift: Int, maxOrder: Int, poolID: UInt32, expectedOrder: Int?
+    ) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
+        guard offset & ((1 &<< UInt(minBlockShift)) &- 1) == 0 else { return nil }
+        let state = states + Int(offset &>> UInt(minBlockShift))
+        let value = state.pointee.load(ordering: .relaxed)
+        // High nibble 2: allocated, unmovable, not raised for alignment, not a run head.
+        guard value &>> 4 == 2 else { return nil }
+        let order = Int(value & 0x0F)
+        guard order <= maxOrder, expectedOrder == nil || expectedOrder == order,
+              owners[Int(offset &>> UInt(superblockShift))].load(ordering: .relaxed) == poolID
+        else { return nil }
+        return (state, order)
+    }
+
+    /// Pushes a block the caller has checked; false sends the caller to the slow path.
+    @inline(__always)
+    func push(address: UInt, state: UnsafeMutablePointer<Atomic<UInt8>>, order: Int) -> Bool {
+        guard let cache = currentThreadCache() else { return false }
+        guard enter(cache) else { return false }
+        let magazine = Self.magazine(cache, order)
+        let count = magazine.pointee.count
+        guard count < magazine.pointee.capacity else {
+            leave(cache)
+            return false
+        }
+        state.pointee.store(BlockState.cached(order: order).rawValue, ordering: .relaxed)
+        magazine.pointee.entries[count] = CachedBlock(address: address, state: state)
+        magazine.pointee.count = count &+ 1
+        cache.pointee.pendingCachedBytes &+= magazine.pointee.blockBytes
+        cache.pointee.pendingFrees &+= 1
+        leave(cache)
+        return true
+    }
+
+    /// The magazine of `order`, at a fixed offset from the cache (no pointer to load).
+    @inline(__always)
+    private static func magazine(_ cache: UnsafeMutablePointer<ThreadCache>, _ order: Int) -> UnsafeMutablePointer<Magazine> {
+        (UnsafeMutableRawPointer(cache) + ThreadCache.magazinesOffset).assumingMemoryBound(to: Magazine.self) + order
+    }
+
+    @inline(__always)
+    private func enter(_ cache: UnsafeMutablePointer<ThreadCache>) -> Bool {
+        cache.pointee.inUse.store(1, ordering: .relaxed)
+        cnuma_compiler_barrier()
+        if cache.pointee.drainRequested.load(ordering: .acquiring) != 0 {
+            cache.pointee.inUse.store(0, ordering: .releasing)
+            return false
+        }
+        return true
+    }
+
+    @inline(__always)
+    private func leave(_ cache: UnsafeMutablePointer<ThreadCache>) {
+        cnuma_compiler_barrier()
+        cache.pointee.inUse.store(0, ordering: .releasing)
+    }
+}
