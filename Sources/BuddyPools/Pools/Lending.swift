@@ -107,8 +107,7 @@ extension MemoryPool {
             for loan in rejected { lender.acceptReturn(loan) }
             taken += loans.count - rejected.count
             if loans.count > rejected.count {
-                Diagnostics.report(DiagnosticEvent(
-                    .lending, .info, subject: "pool \(name)",
+                Diagnostics.report(.info, DiagnosticEvent(.lending, .info, subject: "pool \(name)",
                     message: "borrowed \(loans.count - rejected.count) superblocks from pool '\(lender.name)'",
                     bytes: (loans.count - rejected.count) << geometry.superblockShift))
             }
@@ -205,8 +204,7 @@ extension MemoryPool {
             returned += loans.count
         }
         if returned > 0 {
-            Diagnostics.report(DiagnosticEvent(
-                .lending, .info, subject: "pool \(name)", message: "recalled \(returned) lent superblocks",
+            Diagnostics.report(.info, DiagnosticEvent(.lending, .info, subject: "pool \(name)", message: "recalled \(returned) lent superblocks",
                 bytes: returned << geometry.superblockShift))
         }
         return returned

@@ -9,30 +9,42 @@ extension MemoryPool {
     /// - Throws: `PoolError.exhausted` when nothing fits after draining caches (and, for pools
     ///   that may, after recalling loans, borrowing and reclaiming); the pool stays usable.
     public func allocate(byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable) throws(PoolError) -> UnsafeMutableRawPointer {
-        // The fast path: a small unmovable request with an alignment the minimum block meets
-        // (a power of two no larger than it), from this thread's magazine.
-        if mobility == .unmovable, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
-           alignment > 0, alignment & (alignment &- 1) == 0, alignment &>> cacheFastPath.minBlockShift == 0,
-           let address = cacheFastPath.pop(order: cacheFastPath.order(byteCount: byteCount)) {
-            // Invariant: cached addresses are block starts inside a mapped region, never 0.
-            return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
-        }
-        return try allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility)
+        if let pointer = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) { return pointer }
+        return try allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility).get()
+    }
+
+    /// `allocate` without the Swift error machinery: a failure is returned, not thrown, so no
+    /// `swift_willThrow` hook runs (a test harness or a debugger may install one that allocates).
+    public func tryAllocate(byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable) -> Result<UnsafeMutableRawPointer, PoolError> {
+        if let pointer = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) { return .success(pointer) }
+        return allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility)
+    }
+
+    /// The fast path: a small unmovable request with an alignment the minimum block meets (a
+    /// power of two no larger than it), from this thread's magazine.
+    @inline(__always)
+    private func cachedAllocation(byteCount: Int, alignment: Int, mobility: Mobility) -> UnsafeMutableRawPointer? {
+        guard mobility == .unmovable, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
+              alignment > 0, alignment & (alignment &- 1) == 0, alignment &>> cacheFastPath.minBlockShift == 0,
+              let address = cacheFastPath.pop(order: cacheFastPath.order(byteCount: byteCount))
+        else { return nil }
+        // Invariant: cached addresses are block starts inside a mapped region, never 0.
+        return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
     }
 
     @inline(never)
-    private func allocateSlowly(byteCount: Int, alignment: Int, mobility: Mobility) throws(PoolError) -> UnsafeMutableRawPointer {
-        guard byteCount > 0 else { throw invalidRequest(byteCount, alignment, .zeroOrNegativeSize) }
-        guard alignment > 0, alignment & (alignment &- 1) == 0 else { throw invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo) }
+    private func allocateSlowly(byteCount: Int, alignment: Int, mobility: Mobility) -> Result<UnsafeMutableRawPointer, PoolError> {
+        guard byteCount > 0 else { return .failure(invalidRequest(byteCount, alignment, .zeroOrNegativeSize)) }
+        guard alignment > 0, alignment & (alignment &- 1) == 0 else { return .failure(invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo)) }
         guard let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) else {
-            return try allocateContiguous(byteCount: byteCount, alignment: alignment, boundary: 0, mobility: mobility)
+            return contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: 0, mobility: mobility)
         }
         if mobility == .unmovable, !raised, order <= cacheFastPath.maxOrder, !isForkedChild, let caches {
             if let address = cacheFastPath.pop(order: order) ?? caches.refillAndPop(order: order, backend: self) {
-                return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
+                return .success(UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped)
             }
         }
-        return try allocateBlock(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
+        return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
     }
 
     /// A run of contiguous memory that starts on `alignment` and does not cross a multiple of
@@ -42,60 +54,56 @@ extension MemoryPool {
     public func allocateContiguous(
         byteCount: Int, alignment: Int = 4096, boundary: Int = 0, mobility: Mobility = .unmovable
     ) throws(PoolError) -> UnsafeMutableRawPointer {
-        guard byteCount > 0 else { throw invalidRequest(byteCount, alignment, .zeroOrNegativeSize) }
+        try contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: boundary, mobility: mobility).get()
+    }
+
+    private func contiguousAllocation(byteCount: Int, alignment: Int, boundary: Int, mobility: Mobility) -> Result<UnsafeMutableRawPointer, PoolError> {
+        guard byteCount > 0 else { return .failure(invalidRequest(byteCount, alignment, .zeroOrNegativeSize)) }
         guard alignment > 0, alignment & (alignment &- 1) == 0, boundary >= 0, boundary & (boundary &- 1) == 0 else {
-            throw invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo)
+            return .failure(invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo))
         }
         if let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) {
             // A buddy block is aligned to its size, so it crosses no boundary at least as large.
             guard boundary == 0 || boundary >= geometry.blockSize(order: order) else {
-                throw invalidRequest(byteCount, boundary, .largerThanPool)
+                return .failure(invalidRequest(byteCount, boundary, .largerThanPool))
             }
-            return try allocateBlock(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
+            return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
         }
         let count = geometry.superblockCount(byteCount: byteCount)
         guard boundary == 0 || boundary >= count << geometry.superblockShift,
               count <= ownSuperblockCount + (configuration.maximumBytes.map { $0 / geometry.superblockSize } ?? 0)
         else {
-            throw invalidRequest(byteCount, alignment, .largerThanPool)
+            return .failure(invalidRequest(byteCount, alignment, .largerThanPool))
         }
-        let attempt: (inout PoolCore) -> BuddyAllocation? = { core in
+        // The closure is passed directly, not stored: a stored closure escapes and boxes its captures on the heap.
+        return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: count) { core in
             core.allocateRun(count: count, alignment: alignment, boundary: boundary, mobility: mobility)
         }
-        let run = try allocate(using: attempt, byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: count)
-        return UnsafeMutableRawPointer(bitPattern: run.address).unsafelyUnwrapped
     }
 
-    func allocateBlock(order: Int, alignmentRaised: Bool, mobility: Mobility, byteCount: Int, alignment: Int) throws(PoolError) -> UnsafeMutableRawPointer {
-        let attempt: (inout PoolCore) -> BuddyAllocation? = { core in
+    func blockAllocation(order: Int, alignmentRaised: Bool, mobility: Mobility, byteCount: Int, alignment: Int) -> Result<UnsafeMutableRawPointer, PoolError> {
+        allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1) { core in
             core.allocateBlock(order: order, alignmentRaised: alignmentRaised, mobility: mobility)
         }
-        let block = try allocate(using: attempt, byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1)
-        return UnsafeMutableRawPointer(bitPattern: block.address).unsafelyUnwrapped
     }
 
     /// Tries under the lock; under pressure drains caches, recalls and borrows superblocks,
     /// reclaims, and tries again after each step that freed something.
-    private func allocate(
-        using attempt: (inout PoolCore) -> BuddyAllocation?, byteCount: Int, alignment: Int, mobility: Mobility, superblocksNeeded: Int
-    ) throws(PoolError) -> BuddyAllocation {
-        if isForkedChild { throw PoolError.unavailableAfterFork(pool: name) }
-        if let block = core.withLock({ core -> BuddyAllocation? in
-            let block = attempt(&core)
-            if block != nil { core.counters.allocations += 1 }
-            return block
-        }) {
-            return block
-        }
-        for step in PressureStep.allCases where isAllowed(step) {
-            guard relieve(step, superblocksNeeded: superblocksNeeded, byteCount: byteCount) else { continue }
-            if let block = core.withLock({ core -> BuddyAllocation? in
-                let block = attempt(&core)
-                if block != nil { core.counters.allocations += 1 }
-                return block
-            }) {
-                return block
+    private func allocation(
+        byteCount: Int, alignment: Int, mobility: Mobility, superblocksNeeded: Int, using attempt: (inout PoolCore) -> BuddyAllocation?
+    ) -> Result<UnsafeMutableRawPointer, PoolError> {
+        if isForkedChild { return .failure(.unavailableAfterFork(pool: name)) }
+        func tryOnce() -> UnsafeMutableRawPointer? {
+            core.withLock { core -> UnsafeMutableRawPointer? in
+                guard let block = attempt(&core) else { return nil }
+                core.counters.allocations += 1
+                return UnsafeMutableRawPointer(bitPattern: block.address)
             }
+        }
+        if let pointer = tryOnce() { return .success(pointer) }
+        for step in PressureStep.inOrder where isAllowed(step) {
+            guard relieve(step, superblocksNeeded: superblocksNeeded, byteCount: byteCount) else { continue }
+            if let pointer = tryOnce() { return .success(pointer) }
         }
         let cached = caches?.cachedBytes.load(ordering: .relaxed) ?? 0
         let exhaustion = core.withLock { core -> Exhaustion in
@@ -106,11 +114,14 @@ extension MemoryPool {
                 largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,
                 cachedBytes: max(0, cached))
         }
-        throw PoolError.exhausted(exhaustion)
+        return .failure(.exhausted(exhaustion))
     }
 
     /// What a pool may do before it reports exhaustion, in order.
-    enum PressureStep: CaseIterable {
+    enum PressureStep {
+        /// Built once: `allCases` would allocate a new array on every exhaustion.
+        static let inOrder: [PressureStep] = [.drainLocalCaches, .drainThreadCaches, .recallLoans, .borrow, .reclaim]
+
         /// Empty this thread's magazines and the depots.
         case drainLocalCaches
         /// Empty other threads' magazines (membarrier per thread holding blocks).
@@ -154,7 +165,7 @@ extension MemoryPool {
 
     private func noteCacheDrain(_ bytes: Int) {
         core.withLock { $0.counters.cacheDrains += 1 }
-        Diagnostics.report(DiagnosticEvent(.cacheDrain, .debug, subject: "pool \(name)", message: "drained \(formatBytes(bytes)) from caches under pressure", bytes: bytes))
+        Diagnostics.report(.debug, DiagnosticEvent(.cacheDrain, .debug, subject: "pool \(name)", message: "drained \(formatBytes(bytes)) from caches under pressure", bytes: bytes))
     }
 
     private func invalidRequest(_ byteCount: Int, _ alignment: Int, _ reason: InvalidRequest.Reason) -> PoolError {

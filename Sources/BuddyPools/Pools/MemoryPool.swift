@@ -142,11 +142,11 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         cacheFastPath = caches?.fastPath(poolID: id, region: fastRegions.pointee) ?? .disabled
         for region in managed { PoolRegistry.addRange(region.addressRange, pool: id) }
         if let index { PoolRegistry.bindCacheIndex(index, to: self) }
-        Diagnostics.report(DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "created: \(self)", bytes: capacity))
+        Diagnostics.report(.debug, DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "created: \(self)", bytes: capacity))
     }
 
     deinit {
-        Diagnostics.report(DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "released", bytes: capacity))
+        Diagnostics.report(.debug, DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "released", bytes: capacity))
         PoolRegistry.unregister(id: id, cacheIndex: cacheIndex)
         fastRegions.deinitialize(count: fastRegionCount)
     }

@@ -47,7 +47,10 @@ public enum Diagnostics {
         let id: Int
 
         public func cancel() {
-            Diagnostics.state.withLock { $0.handlers[id] = nil }
+            Diagnostics.state.withLock { state in
+                state.handlers[id] = nil
+                Diagnostics.updateListening(state)
+            }
         }
     }
 
@@ -58,11 +61,19 @@ public enum Diagnostics {
     }
 
     private static let state = Mutex(State())
+    /// The lowest severity anyone listens to (Int.max: nobody), so reports nobody wants cost
+    /// one atomic load and build no text.
+    private static let listeningFrom = Atomic<Int>(levelFromEnvironment()?.rawValue ?? Int.max)
 
     /// Events at or above this level are printed to stderr; nil prints nothing.
     public static var standardErrorLevel: DiagnosticEvent.Severity? {
         get { state.withLock { $0.standardErrorLevel } }
-        set { state.withLock { $0.standardErrorLevel = newValue } }
+        set {
+            state.withLock { state in
+                state.standardErrorLevel = newValue
+                updateListening(state)
+            }
+        }
     }
 
     /// Delivers every event to `handler` (on the thread that reports it) until cancelled.
@@ -71,17 +82,31 @@ public enum Diagnostics {
         state.withLock { state in
             state.nextID += 1
             state.handlers[state.nextID] = handler
+            updateListening(state)
             return Subscription(id: state.nextID)
         }
     }
 
-    static func report(_ event: DiagnosticEvent) {
+    private static func updateListening(_ state: borrowing State) {
+        let level = state.handlers.isEmpty ? state.standardErrorLevel?.rawValue ?? Int.max : DiagnosticEvent.Severity.debug.rawValue
+        listeningFrom.store(level, ordering: .relaxed)
+    }
+
+    /// Whether an event of `severity` would reach anyone.
+    static func wants(_ severity: DiagnosticEvent.Severity) -> Bool {
+        severity.rawValue >= listeningFrom.load(ordering: .relaxed)
+    }
+
+    /// Reports an event; the event is only built when somebody listens at its severity.
+    static func report(_ severity: DiagnosticEvent.Severity, _ event: @autoclosure () -> DiagnosticEvent) {
+        guard wants(severity) else { return }
+        let built = event()
         let (handlers, level) = state.withLock { (Array($0.handlers.values), $0.standardErrorLevel) }
-        if let level, event.severity >= level {
-            let line = event.description + "\n"
+        if let level, built.severity >= level {
+            let line = built.description + "\n"
             _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
         }
-        for handler in handlers { handler(event) }
+        for handler in handlers { handler(built) }
     }
 
     private static func levelFromEnvironment() -> DiagnosticEvent.Severity? {

@@ -123,8 +123,7 @@ public final class Region: Sendable, CustomStringConvertible {
                 }
                 steps.append(PageSizeFallback(from: candidate, to: next, reason: error.advice))
                 if let label {
-                    Diagnostics.report(DiagnosticEvent(
-                        .pageSizeFallback, .warning, subject: label,
+                    Diagnostics.report(.warning, DiagnosticEvent(.pageSizeFallback, .warning, subject: label,
                         message: "\(candidate) unavailable, falling back to \(next): \(error.advice)", bytes: byteCount))
                 }
                 candidate = next
