@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -29,3 +30,16 @@ int cnuma_heavy_barrier(void) {
     if (cnuma_membarrier(MEMBARRIER_CMD_GLOBAL) == 0) return 0;
     return -1;
 }
+
+int cnuma_fork_generation_counter = 0;
+
+static void cnuma_after_fork_in_child(void) {
+    cnuma_thread_cache_root = NULL;
+    __atomic_add_fetch(&cnuma_fork_generation_counter, 1, __ATOMIC_RELAXED);
+}
+
+static pthread_once_t cnuma_fork_handler_once = PTHREAD_ONCE_INIT;
+
+static void cnuma_register_fork_handler(void) { pthread_atfork(NULL, NULL, cnuma_after_fork_in_child); }
+
+void cnuma_install_fork_handler(void) { pthread_once(&cnuma_fork_handler_once, cnuma_register_fork_handler); }

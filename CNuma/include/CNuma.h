@@ -94,6 +94,27 @@ static inline void cnuma_set_thread_cache(void *root) { cnuma_thread_cache_root 
 /// Paired with cnuma_heavy_barrier() on the other side it orders like a full fence.
 static inline void cnuma_compiler_barrier(void) { __asm__ __volatile__("" ::: "memory"); }
 
+// ThreadSanitizer hooks, found at run time: Swift's clang importer does not see -fsanitize, so
+// a compile-time test would always say no. The symbols are weak: 0 unless the TSan runtime is in.
+extern void __tsan_acquire(void *address) __attribute__((weak));
+extern void __tsan_release(void *address) __attribute__((weak));
+
+/// 1 when the process runs under ThreadSanitizer. TSan cannot see membarrier(2) nor Swift's
+/// Mutex on Linux, so under it the cache protocol uses sequentially consistent atomics and
+/// locked sections are announced with the two calls below.
+static inline int cnuma_under_thread_sanitizer(void) { return __tsan_acquire != 0; }
+/// Tells TSan that what follows happens after everything before the matching release.
+static inline void cnuma_tsan_acquire(void *address) { if (__tsan_acquire) __tsan_acquire(address); }
+static inline void cnuma_tsan_release(void *address) { if (__tsan_release) __tsan_release(address); }
+
+/// Increased in every fork child (by a pthread_atfork handler written in C, so the child
+/// runs no Swift code while only async-signal-safe calls are allowed): pools made in an
+/// earlier generation are unusable in this process.
+extern int cnuma_fork_generation_counter;
+static inline int cnuma_fork_generation(void) { return __atomic_load_n(&cnuma_fork_generation_counter, __ATOMIC_RELAXED); }
+/// Installs the fork handler once (it also forgets the forking thread's cache root).
+void cnuma_install_fork_handler(void);
+
 /// Registers the process for expedited private membarrier; 0 on success.
 int cnuma_heavy_barrier_register(void);
 /// A full memory barrier on every CPU running a thread of this process (membarrier(2)).

@@ -49,7 +49,7 @@ struct BuddyArenaModelTests {
         let capacity = scenario.slots * geometry.superblockSize
         let memory = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: geometry.superblockSize)
         defer { memory.deallocate() }
-        var arena = BuddyArena(geometry: geometry, base: memory, superblockCount: scenario.slots)
+        let arena = BuddyArena(geometry: geometry, base: memory, superblockCount: scenario.slots)
         var model = LiveBlockModel()
         var random = SplitMix64(seed: scenario.seed)
         var tag: UInt64 = 0
@@ -122,7 +122,7 @@ struct BuddyArenaModelTests {
     }
 
     /// Brute force: is there a run the arena should have found?
-    static func hasFreeRun(_ arena: borrowing BuddyArena, count: Int, alignment: Int, geometry: BuddyGeometry) -> Bool {
+    static func hasFreeRun(_ arena: BuddyArena, count: Int, alignment: Int, geometry: BuddyGeometry) -> Bool {
         for first in 0...(arena.slotCapacity - count) {
             let base = arena.baseAddress(slot: first)
             if alignment > 0, base % UInt(alignment) != 0 { continue }

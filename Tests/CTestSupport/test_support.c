@@ -29,6 +29,13 @@ int ctest_wait(pid_t child) {
 
 void ctest_exit_process(int status) { _exit(status); }
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define CTEST_SANITIZED 1
+#endif
+#endif
+
+#ifndef CTEST_SANITIZED
 // Counting interposers: the test binary's malloc family forwards to glibc and counts per thread,
 // so a test can prove a code path allocates nothing while other threads allocate freely.
 extern void *__libc_malloc(size_t size);
@@ -52,3 +59,7 @@ int posix_memalign(void **result, size_t alignment, size_t size) {
 }
 
 long ctest_thread_allocation_count(void) { return ctest_allocations; }
+#else
+// Sanitizers intercept malloc themselves; without the interposers nothing is counted.
+long ctest_thread_allocation_count(void) { return -1; }
+#endif

@@ -51,7 +51,9 @@ public struct BuddyRelease: Equatable, Sendable {
 /// steals the largest free block of another class, as the kernel does with migratetypes.
 ///
 /// Not thread-safe: the owning pool serializes every call except reads of state bytes.
-public struct BuddyArena: ~Copyable {
+/// A class rather than a noncopyable struct: its methods then work on one object in place,
+/// with no whole-value copies in unoptimized (and sanitizer) builds.
+public final class BuddyArena {
     public static let noClass: UInt8 = 0xFF
 
     public let geometry: BuddyGeometry
@@ -144,7 +146,7 @@ public struct BuddyArena: ~Copyable {
     /// An arena over plain memory: `superblockCount` superblocks starting at `base`, which must be
     /// aligned to the superblock size. The arena owns its state table. For tests and for memory
     /// the caller maps itself (device memory, shared memory).
-    public init(geometry: BuddyGeometry, base: UnsafeMutableRawPointer, superblockCount: Int, classCount: Int = 3) {
+    public convenience init(geometry: BuddyGeometry, base: UnsafeMutableRawPointer, superblockCount: Int, classCount: Int = 3) {
         precondition(Int(bitPattern: base) & (geometry.superblockSize - 1) == 0, "base must be aligned to the superblock size")
         self.init(geometry: geometry, slotCapacity: superblockCount, classCount: classCount)
         let count = superblockCount << geometry.maxOrder
@@ -209,7 +211,7 @@ public struct BuddyArena: ~Copyable {
     /// `stateTable` points at the state bytes of the first superblock, all zero.
     /// Returns nil when no run of detached slots at or after `searchFrom` is long enough.
     @discardableResult
-    public mutating func attach(
+    public func attach(
         base: UInt, stateTable: UnsafeMutablePointer<Atomic<UInt8>>, superblockCount: Int = 1, firstSlot: Int? = nil,
         searchFrom: Int = 0
     ) -> Int? {
@@ -230,7 +232,7 @@ public struct BuddyArena: ~Copyable {
     }
 
     /// Detaches a wholly free superblock (to lend it) and returns its base address; nil if it is in use.
-    public mutating func detach(slot: Int) -> UInt? {
+    public func detach(slot: Int) -> UInt? {
         guard isWhollyFree(slot: slot) else { return nil }
         let base = slotBases[slot]
         removeFree(slot: slot, index: slot, order: geometry.maxOrder)
@@ -315,7 +317,7 @@ public struct BuddyArena: ~Copyable {
     /// O(maxOrder) word operations plus O(log64 slots) for each bitmap search.
     /// - Parameter groupClass: the superblock group to search and tag (default: `mobilityClass`);
     ///   pass one class for all mobilities to turn grouping off while the state byte keeps the mobility.
-    public mutating func allocate(order: Int, mobilityClass: Int, alignmentRaised: Bool = false, groupClass: Int? = nil) -> BuddyAllocation? {
+    public func allocate(order: Int, mobilityClass: Int, alignmentRaised: Bool = false, groupClass: Int? = nil) -> BuddyAllocation? {
         let stateClass = mobilityClass
         let mobilityClass = groupClass ?? mobilityClass
         let maxOrder = geometry.maxOrder
@@ -361,7 +363,7 @@ public struct BuddyArena: ~Copyable {
     /// Returns an allocated or cached block to the free bitmaps, merging it with free buddies.
     /// The caller has checked the location with `lookup` (a head whose state is allocated or cached).
     @discardableResult
-    public mutating func free(_ location: BlockLocation) -> BuddyRelease {
+    public func free(_ location: BlockLocation) -> BuddyRelease {
         let slot = location.slot
         let head = BlockState(rawValue: state(slot: slot, offset: location.blockOffset).pointee.load(ordering: .relaxed))
         let mobility: Int
@@ -394,7 +396,7 @@ public struct BuddyArena: ~Copyable {
     /// `count` (2 or more) wholly free superblocks at consecutive addresses, the first aligned to
     /// `alignment` and the whole run inside one `boundary`-aligned window (0: no boundary).
     /// O(slots) word operations in the worst case.
-    public mutating func allocateRun(count: Int, alignment: Int = 0, boundary: Int = 0, mobilityClass: Int, groupClass: Int? = nil) -> BuddyAllocation? {
+    public func allocateRun(count: Int, alignment: Int = 0, boundary: Int = 0, mobilityClass: Int, groupClass: Int? = nil) -> BuddyAllocation? {
         precondition(count >= 2, "a run has at least two superblocks")
         guard let first = findRun(count: count, alignment: alignment, boundary: boundary) else { return nil }
         let maxOrder = geometry.maxOrder
@@ -468,7 +470,7 @@ public struct BuddyArena: ~Copyable {
         return true
     }
 
-    private mutating func freeRun(firstSlot: Int, mobilityClass: Int) -> BuddyRelease {
+    private func freeRun(firstSlot: Int, mobilityClass: Int) -> BuddyRelease {
         let count = Int(runLengths[firstSlot])
         runLengths[firstSlot] = 0
         for slot in firstSlot..<(firstSlot + count) {
@@ -507,7 +509,7 @@ public struct BuddyArena: ~Copyable {
         slotFreeCounts + (slot * geometry.maxOrder + order)
     }
 
-    private mutating func addFree(slot: Int, index: Int, order: Int) {
+    private func addFree(slot: Int, index: Int, order: Int) {
         freeSets[order].insert(index)
         let offset = (index << order) & (geometry.blocksPerSuperblock - 1)
         state(slot: slot, offset: offset).pointee.store(BlockState.free(order: order).rawValue, ordering: .relaxed)
@@ -521,7 +523,7 @@ public struct BuddyArena: ~Copyable {
         }
     }
 
-    private mutating func removeFree(slot: Int, index: Int, order: Int) {
+    private func removeFree(slot: Int, index: Int, order: Int) {
         freeSets[order].remove(index)
         freeCounts[order] -= 1
         freeBytes -= geometry.blockSize(order: order)
@@ -548,7 +550,7 @@ public struct BuddyArena: ~Copyable {
     }
 
     /// Moves a partly used superblock's free blocks from its class's sets to another class.
-    public mutating func retag(slot: Int, to mobilityClass: Int) {
+    public func retag(slot: Int, to mobilityClass: Int) {
         let old = slotClasses[slot]
         guard old != Self.noClass, Int(old) != mobilityClass else { return }
         for order in 0..<geometry.maxOrder where slotCount(slot, order).pointee > 0 {
@@ -591,7 +593,7 @@ public struct BuddyArena: ~Copyable {
         return nil
     }
 
-    private mutating func insertRange(base: UInt, firstSlot: Int, count: Int) {
+    private func insertRange(base: UInt, firstSlot: Int, count: Int) {
         let position = ranges.firstIndex { $0.base > base } ?? ranges.count
         ranges.insert((base, firstSlot, count), at: position)
         // Merge with neighbours that continue both the addresses and the slot numbers.
@@ -610,7 +612,7 @@ public struct BuddyArena: ~Copyable {
         }
     }
 
-    private mutating func removeRange(base: UInt, slot: Int) {
+    private func removeRange(base: UInt, slot: Int) {
         guard let index = ranges.lastIndex(where: { $0.base <= base }) else { return }
         let range = ranges[index]
         let position = slot - range.firstSlot

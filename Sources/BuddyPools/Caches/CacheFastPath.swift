@@ -118,9 +118,17 @@ struct CacheFastPath: @unchecked Sendable {
 
     @inline(__always)
     private func enter(_ cache: UnsafeMutablePointer<ThreadCache>) -> Bool {
-        cache.pointee.inUse.store(1, ordering: .relaxed)
-        cnuma_compiler_barrier()
-        if cache.pointee.drainRequested.load(ordering: .acquiring) != 0 {
+        let drainRequested: UInt8
+        if cnuma_under_thread_sanitizer() != 0 {
+            // Real fences, which TSan understands (it cannot see the drainer's membarrier).
+            cache.pointee.inUse.store(1, ordering: .sequentiallyConsistent)
+            drainRequested = cache.pointee.drainRequested.load(ordering: .sequentiallyConsistent)
+        } else {
+            cache.pointee.inUse.store(1, ordering: .relaxed)
+            cnuma_compiler_barrier()
+            drainRequested = cache.pointee.drainRequested.load(ordering: .acquiring)
+        }
+        if drainRequested != 0 {
             cache.pointee.inUse.store(0, ordering: .releasing)
             return false
         }

@@ -150,7 +150,7 @@ final class PoolCaches: @unchecked Sendable {
     /// Refills the calling thread's magazine from its depot, then from the pool, and pops.
     func refillAndPop(order: Int, backend: some CacheBackend) -> UInt? {
         guard let cache = threadCacheOrCreate() else { return nil }
-        return cache.pointee.lock.withLock { _ -> UInt? in
+        return cache.pointee.lock.locked { _ -> UInt? in
             let magazine = cache.pointee.magazines + order
             if magazine.pointee.isEmpty {
                 let wanted = magazine.pointee.batch
@@ -185,7 +185,7 @@ final class PoolCaches: @unchecked Sendable {
             releaseToBackend(order: order, from: &block, count: 1, backend: backend)
             return
         }
-        cache.pointee.lock.withLock { _ in
+        cache.pointee.lock.locked { _ in
             let magazine = cache.pointee.magazines + order
             if magazine.pointee.isFull {
                 let batch = magazine.pointee.batch
@@ -225,7 +225,7 @@ final class PoolCaches: @unchecked Sendable {
         guard let cache = ThreadCache.make(
             token: token, sizes: sizes, geometry: geometry, cacheIndex: cacheIndex, locked: locked, nodes: nodes)
         else { return nil }
-        threadCaches.withLock { $0.append(ThreadCacheHandle(cache: cache)) }
+        threadCaches.locked { $0.append(ThreadCacheHandle(cache: cache)) }
         root[cacheIndex] = UnsafeMutableRawPointer(cache)
         return cache
     }
@@ -248,7 +248,7 @@ final class PoolCaches: @unchecked Sendable {
     private func withDepot<R>(_ body: (inout DepotShard) -> R) -> R {
         let cpu = Int(cnuma_current_cpu())
         let index = cpu >= 0 && cpu < depotOfCPU.count ? depotOfCPU[cpu] : depotCount - 1
-        return depots[index].withLock { body(&$0) }
+        return depots[index].locked { body(&$0) }
     }
 
     private func releaseToBackend(order: Int, from entries: UnsafeMutablePointer<CachedBlock>, count: Int, backend: some CacheBackend) {
@@ -264,10 +264,10 @@ final class PoolCaches: @unchecked Sendable {
     func drainLocal(backend: some CacheBackend) -> Int {
         var freed = 0
         if let cache = currentThreadCache() {
-            freed += cache.pointee.lock.withLock { _ in flushMagazines(of: cache, backend: backend) }
+            freed += cache.pointee.lock.locked { _ in flushMagazines(of: cache, backend: backend) }
         }
         for index in 0..<depotCount {
-            freed += depots[index].withLock { depot in
+            freed += depots[index].locked { depot in
                 var bytes = 0
                 for order in 0...maxOrder where depot.magazines[order].count > 0 {
                     let magazine = depot.magazines + order
@@ -281,39 +281,56 @@ final class PoolCaches: @unchecked Sendable {
         return freed
     }
 
-    /// Empties other threads' magazines too (membarrier(2) per thread that holds blocks);
-    /// returns the bytes freed.
+    /// Empties other threads' magazines too; returns the bytes freed. One membarrier(2) covers
+    /// all of them: each other cache's lock is taken and its drain flag raised first.
     @discardableResult
     func drainAllThreads(backend: some CacheBackend) -> Int {
         let current = currentThreadCache()
-        return threadCaches.withLock { caches in
+        return threadCaches.locked { caches in
             var freed = 0
-            for handle in caches {
+            if let current, caches.contains(ThreadCacheHandle(cache: current)) {
+                freed += current.pointee.lock.locked { _ in flushMagazines(of: current, backend: backend) }
+            }
+            return freed + drainHoldingLocks(caches, from: 0, skipping: current, raised: 0, backend: backend)
+        }
+    }
+
+    /// Takes the lock of each cache from `index` on (list order, so drainers never deadlock) and
+    /// raises its flag; at the end of the list, one heavy barrier, then each owner's current
+    /// fast-path operation is waited out and its magazines emptied. Recursion rather than a
+    /// list of held locks: nothing is allocated on this path, which exhaustion takes.
+    private func drainHoldingLocks(
+        _ caches: [ThreadCacheHandle], from index: Int, skipping current: UnsafeMutablePointer<ThreadCache>?, raised: Int,
+        backend: some CacheBackend
+    ) -> Int {
+        guard index < caches.count else {
+            guard raised > 0 else { return 0 }
+            _ = cnuma_heavy_barrier()
+            var freed = 0
+            for handle in caches where handle.cache != current {
                 let cache = handle.cache
-                if cache == current {
-                    freed += cache.pointee.lock.withLock { _ in flushMagazines(of: cache, backend: backend) }
-                    continue
-                }
-                freed += cache.pointee.lock.withLock { _ -> Int in
-                    guard (0..<cache.pointee.orderCount).contains(where: { cache.pointee.magazines[$0].count > 0 }) else { return 0 }
-                    cache.pointee.drainRequested.store(1, ordering: .relaxed)
-                    _ = cnuma_heavy_barrier()
-                    // The owner finishes at most one fast-path operation; then it sees the request.
-                    while cache.pointee.inUse.load(ordering: .acquiring) != 0 { sched_yield() }
-                    let bytes = flushMagazines(of: cache, backend: backend)
-                    cache.pointee.drainRequested.store(0, ordering: .releasing)
-                    return bytes
-                }
+                // The owner finishes at most one fast-path operation; then it sees the request.
+                while cache.pointee.inUse.load(ordering: .acquiring) != 0 { sched_yield() }
+                freed += flushMagazines(of: cache, backend: backend)
+                cache.pointee.drainRequested.store(0, ordering: .releasing)
             }
             return freed
+        }
+        let cache = caches[index].cache
+        if cache == current {
+            return drainHoldingLocks(caches, from: index + 1, skipping: current, raised: raised, backend: backend)
+        }
+        return cache.pointee.lock.locked { _ in
+            cache.pointee.drainRequested.store(1, ordering: .sequentiallyConsistent)
+            return drainHoldingLocks(caches, from: index + 1, skipping: current, raised: raised + 1, backend: backend)
         }
     }
 
     /// Returns a departing thread's blocks to the pool and frees its cache.
     func retire(_ cache: UnsafeMutablePointer<ThreadCache>, backend: some CacheBackend) {
-        threadCaches.withLock { caches in
+        threadCaches.locked { caches in
             caches.removeAll { $0.cache == cache }
-            cache.pointee.lock.withLock { _ in _ = flushMagazines(of: cache, backend: backend) }
+            cache.pointee.lock.locked { _ in _ = flushMagazines(of: cache, backend: backend) }
         }
         ThreadCache.destroy(cache)
     }
@@ -333,7 +350,7 @@ final class PoolCaches: @unchecked Sendable {
     }
 
     /// Threads that hold a cache for this pool now.
-    var threadCacheCount: Int { threadCaches.withLock { $0.count } }
+    var threadCacheCount: Int { threadCaches.locked { $0.count } }
 
     /// Memory of the depots and of every live thread cache.
     var storageBytes: Int {

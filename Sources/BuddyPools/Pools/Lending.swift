@@ -13,9 +13,9 @@ final class LendingGroup: Sendable {
 enum LoanBoard {
     private static let recalling = Mutex<Set<UInt32>>([])
 
-    static func isRecalling(_ lender: UInt32) -> Bool { recalling.withLock { $0.contains(lender) } }
+    static func isRecalling(_ lender: UInt32) -> Bool { recalling.locked { $0.contains(lender) } }
     static func setRecalling(_ lender: UInt32, _ on: Bool) {
-        recalling.withLock { if on { $0.insert(lender) } else { $0.remove(lender) } }
+        recalling.locked { if on { $0.insert(lender) } else { $0.remove(lender) } }
     }
 }
 
@@ -28,7 +28,7 @@ struct LoanOffer {
 }
 
 extension MemoryPool {
-    var lendingGroup: LendingGroup? { lending.withLock { $0.group } }
+    var lendingGroup: LendingGroup? { lending.locked { $0.group } }
 
     /// The region and superblock index behind one of the pool's own slots.
     func ownLocation(slot: Int) -> (region: ManagedRegion, superblock: Int) {
@@ -67,7 +67,7 @@ extension MemoryPool {
     /// first, never above this pool's `max` nor below a lender's `min`. Returns how many.
     func borrow(superblocks wanted: Int) -> Int {
         guard let group = lendingGroup else { return 0 }
-        let (owned, freeSlots) = core.withLock { core in
+        let (owned, freeSlots) = core.locked { core in
             (core.arena.attachedSlotCount, core.arena.slotCapacity - ownSuperblockCount - core.borrowed.count)
         }
         var budget = min(wanted, freeSlots)
@@ -88,7 +88,7 @@ extension MemoryPool {
         }
         for (lender, slots) in byLender.values {
             let loans = lender.lend(slots: slots, to: self)
-            let rejected = core.withLock { core -> [Loan] in
+            let rejected = core.locked { core -> [Loan] in
                 var rejected: [Loan] = []
                 for loan in loans {
                     guard let slot = core.arena.attach(
@@ -117,7 +117,7 @@ extension MemoryPool {
 
     /// Own wholly free superblocks this pool could lend without going below `min`, with their nodes.
     func lendableSuperblocks() -> [(slot: Int, node: Int)] {
-        core.withLock { core in
+        core.locked { core in
             let minimum = (configuration.minimumBytes + geometry.superblockSize - 1) >> geometry.superblockShift
             let spare = core.arena.attachedSlotCount - core.borrowed.count - minimum
             guard spare > 0 else { return [] }
@@ -133,7 +133,7 @@ extension MemoryPool {
 
     /// Detaches the named own slots for `borrower` where they are still free and `min` holds.
     func lend(slots: [Int], to borrower: MemoryPool) -> [Loan] {
-        core.withLock { core in
+        core.locked { core in
             let minimum = (configuration.minimumBytes + geometry.superblockSize - 1) >> geometry.superblockShift
             var loans: [Loan] = []
             for slot in slots where slot < ownSuperblockCount && core.lent[slot] == nil {
@@ -153,7 +153,7 @@ extension MemoryPool {
 
     /// Takes back a superblock this pool lent (or one a borrower could not attach).
     func acceptReturn(_ loan: Loan) {
-        core.withLock { core in
+        core.locked { core in
             let slot = ownSlot(region: loan.region, superblock: loan.superblock)
             _ = core.arena.attach(
                 base: loan.region.superblockBase(loan.superblock), stateTable: loan.region.stateTable(superblock: loan.superblock),
@@ -174,7 +174,7 @@ extension MemoryPool {
                 lender.acceptReturn(loan)
             } else {
                 // The lender is gone (its set was torn down): keep the superblock.
-                core.withLock { core in
+                core.locked { core in
                     if let slot = core.arena.attach(
                         base: loan.region.superblockBase(loan.superblock), stateTable: loan.region.stateTable(superblock: loan.superblock),
                         superblockCount: 1, searchFrom: ownSuperblockCount) {
@@ -189,7 +189,7 @@ extension MemoryPool {
     /// Asks borrowers for this pool's free superblocks back (they drain their caches first
     /// when none is free). Returns how many came back.
     func recallLoans() -> Int {
-        let borrowers = Set(core.withLock { $0.lent.values })
+        let borrowers = Set(core.locked { $0.lent.values })
         guard !borrowers.isEmpty, let group = lendingGroup else { return 0 }
         LoanBoard.setRecalling(id, true)
         var returned = 0
@@ -212,7 +212,7 @@ extension MemoryPool {
 
     /// Detaches every wholly free superblock borrowed from `lender`.
     func giveBack(to lender: UInt32) -> [Loan] {
-        core.withLock { core in
+        core.locked { core in
             for (slot, loan) in core.borrowed where loan.lenderID == lender && core.arena.isWhollyFree(slot: slot) {
                 core.detachLoan(slot: slot)
             }

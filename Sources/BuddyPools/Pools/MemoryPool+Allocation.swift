@@ -94,7 +94,7 @@ extension MemoryPool {
     ) -> Result<UnsafeMutableRawPointer, PoolError> {
         if isForkedChild { return .failure(.unavailableAfterFork(pool: name)) }
         func tryOnce() -> UnsafeMutableRawPointer? {
-            core.withLock { core -> UnsafeMutableRawPointer? in
+            core.locked { core -> UnsafeMutableRawPointer? in
                 guard let block = attempt(&core) else { return nil }
                 core.counters.allocations += 1
                 return UnsafeMutableRawPointer(bitPattern: block.address)
@@ -106,7 +106,7 @@ extension MemoryPool {
             if let pointer = tryOnce() { return .success(pointer) }
         }
         let cached = caches?.cachedBytes.load(ordering: .relaxed) ?? 0
-        let exhaustion = core.withLock { core -> Exhaustion in
+        let exhaustion = core.locked { core -> Exhaustion in
             core.counters.failures += 1
             return Exhaustion(
                 pool: name, requestedBytes: byteCount, alignment: alignment, mobility: mobility,
@@ -164,7 +164,7 @@ extension MemoryPool {
     }
 
     private func noteCacheDrain(_ bytes: Int) {
-        core.withLock { $0.counters.cacheDrains += 1 }
+        core.locked { $0.counters.cacheDrains += 1 }
         Diagnostics.report(.debug, DiagnosticEvent(.cacheDrain, .debug, subject: "pool \(name)", message: "drained \(formatBytes(bytes)) from caches under pressure", bytes: bytes))
     }
 
@@ -175,7 +175,7 @@ extension MemoryPool {
 
 extension MemoryPool: CacheBackend {
     func refillCache(order: Int, into entries: UnsafeMutablePointer<CachedBlock>, count: Int) -> Int {
-        core.withLock { core in
+        core.locked { core in
             var got = 0
             while got < count, let block = core.allocateBlock(order: order, alignmentRaised: false, mobility: .unmovable) {
                 let state = core.arena.state(slot: block.location.slot, offset: block.location.blockOffset)
@@ -188,7 +188,7 @@ extension MemoryPool: CacheBackend {
     }
 
     func releaseCached(order: Int, from entries: UnsafeMutablePointer<CachedBlock>, count: Int) {
-        let returns = core.withLock { core -> [Loan] in
+        let returns = core.locked { core -> [Loan] in
             for index in 0..<count {
                 // Invariant: cached entries are heads of attached blocks in state `cached`.
                 guard case .head(let location, _) = core.arena.lookup(entries[index].address) else {

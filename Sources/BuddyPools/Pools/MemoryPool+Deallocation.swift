@@ -71,7 +71,7 @@ extension MemoryPool {
     /// Never traps.
     public func validate(_ pointer: UnsafeRawPointer, byteCount: Int? = nil) -> DeallocationProblem? {
         let address = UInt(bitPattern: pointer)
-        return core.withLock { core in
+        return core.locked { core in
             if case .problem(let problem) = classify(address, byteCount: byteCount, core: core) { return problem }
             return nil
         }
@@ -84,7 +84,7 @@ extension MemoryPool {
     /// `pointer` is not a live allocation of this pool.
     public func allocatedSize(of pointer: UnsafeRawPointer) -> Int? {
         let address = UInt(bitPattern: pointer)
-        return core.withLock { core in
+        return core.locked { core in
             guard case .freeable(let location, _, _) = classify(address, byteCount: nil, core: core) else { return nil }
             let run = core.arena.runLength(slot: location.slot)
             return run > 1 ? run << geometry.superblockShift : geometry.blockSize(order: location.order)
@@ -106,7 +106,7 @@ extension MemoryPool {
 
     private func deallocateChecked(_ address: UInt, byteCount: Int?) {
         if isForkedChild { return }
-        let (problem, returns) = core.withLock { core -> (DeallocationProblem?, [Loan]) in
+        let (problem, returns) = core.locked { core -> (DeallocationProblem?, [Loan]) in
             switch classify(address, byteCount: byteCount, core: core) {
             case .problem(let problem):
                 return (problem, [])

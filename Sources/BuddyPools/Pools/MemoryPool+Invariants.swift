@@ -3,7 +3,7 @@ extension MemoryPool {
     /// and recounts the tracker and the byte counters from the state bytes. For tests and
     /// debugging: O(managed bytes / minBlock) under the pool lock.
     public func checkInvariants() throws(BuddyInvariantViolation) {
-        try core.withLock { core throws(BuddyInvariantViolation) in
+        try core.locked { core throws(BuddyInvariantViolation) in
             try core.arena.checkInvariants()
             var allocated = 0
             for slot in 0..<core.arena.slotCapacity where core.arena.isAttached(slot: slot) {

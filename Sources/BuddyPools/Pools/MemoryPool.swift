@@ -95,7 +95,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         }
         var offset = 0
         let arenaMemory = metadata.slice(offset: &offset, byteCount: arenaBytes)
-        var arena = BuddyArena(
+        let arena = BuddyArena(
             geometry: geometry, slotCapacity: slotCapacity, classCount: Mobility.allCases.count,
             metadata: UnsafeMutableRawBufferPointer(start: arenaMemory, count: arenaBytes))
         var nextSlot = 0
@@ -121,7 +121,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         self.managedRegions = managed
         self.ownSuperblockCount = own
         self.topology = topology
-        self.forkGeneration = PoolRegistry.forkGeneration.load(ordering: .relaxed)
+        self.forkGeneration = PoolRegistry.forkGeneration
         core = Mutex(PoolCore(arena: arena, tracker: tracker, grouping: configuration.mobilityGrouping))
 
         let index = configuration.cache.enabled ? PoolRegistry.reserveCacheIndex(token: UInt64(id)) : nil
@@ -171,7 +171,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     public var isLocked: Bool { configuration.locked }
 
     /// Whether this process is a fork child of the process that made the pool.
-    var isForkedChild: Bool { PoolRegistry.forkGeneration.load(ordering: .relaxed) != forkGeneration }
+    var isForkedChild: Bool { PoolRegistry.forkGeneration != forkGeneration }
 
     public var description: String {
         "pool '\(name)': \(formatBytes(capacity)) on nodes \(nodes), \(regions.first?.pageSize.description ?? "?"), priority \(priority)"

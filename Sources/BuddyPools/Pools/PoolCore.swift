@@ -28,7 +28,7 @@ struct PoolCounters {
 struct PoolCore: ~Copyable, @unchecked Sendable {
     // @unchecked: only reached through the pool's Mutex; the raw metadata it points at is
     // either guarded by that mutex or made of atomics (state bytes, owners).
-    var arena: BuddyArena
+    let arena: BuddyArena
     let tracker: FragmentationTracker
     /// False: every allocation uses class 0, so mobility does not steer placement.
     let grouping: Bool
@@ -42,7 +42,7 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     /// Borrowed superblocks that became free and were detached, to hand back after unlocking.
     var pendingReturns: [Loan] = []
 
-    init(arena: consuming BuddyArena, tracker: FragmentationTracker, grouping: Bool) {
+    init(arena: BuddyArena, tracker: FragmentationTracker, grouping: Bool) {
         self.arena = arena
         self.tracker = tracker
         self.grouping = grouping

@@ -27,13 +27,12 @@ enum PoolRegistry {
     private static let state = Mutex(State())
 
     /// Bumped in a fork child: pools made before the fork are unusable there.
-    static let forkGeneration = Atomic<Int>(0)
-    private static let forkHandlerInstalled = Atomic<Bool>(false)
+    static var forkGeneration: Int { Int(cnuma_fork_generation()) }
 
     /// A new pool id (never reused) and its name.
     static func register(name: String) -> UInt32 {
-        installForkHandler()
-        return state.withLock { state in
+        cnuma_install_fork_handler()
+        return state.locked { state in
             let id = state.nextID
             state.nextID += 1
             state.names[id] = name
@@ -44,7 +43,7 @@ enum PoolRegistry {
     /// Reserves a thread-cache index for a pool under construction, or nil when all are taken.
     /// A slot is free when its token is 0: no pool holds it and no reservation is pending.
     static func reserveCacheIndex(token: UInt64) -> Int? {
-        state.withLock { state in
+        state.locked { state in
             guard let index = state.cacheTokens.firstIndex(of: 0) else { return nil }
             state.cacheSlots[index] = nil
             state.cacheTokens[index] = token
@@ -54,23 +53,23 @@ enum PoolRegistry {
 
     /// Publishes the finished pool under its reserved index.
     static func bindCacheIndex(_ index: Int, to pool: MemoryPool) {
-        state.withLock { $0.cacheSlots[index] = WeakPool(pool) }
+        state.locked { $0.cacheSlots[index] = WeakPool(pool) }
     }
 
     /// The live pool holding a cache index with this token (used when a thread exits).
     static func pool(cacheIndex: Int, token: UInt64) -> MemoryPool? {
-        state.withLock { state in
+        state.locked { state in
             guard state.cacheTokens[cacheIndex] == token else { return nil }
             return state.cacheSlots[cacheIndex]?.pool
         }
     }
 
     static func addRange(_ range: Range<UInt>, pool: UInt32) {
-        state.withLock { $0.ranges.append((range, pool)) }
+        state.locked { $0.ranges.append((range, pool)) }
     }
 
     static func unregister(id: UInt32, cacheIndex: Int?) {
-        state.withLock { state in
+        state.locked { state in
             state.ranges.removeAll { $0.pool == id }
             if let cacheIndex {
                 state.cacheSlots[cacheIndex] = nil
@@ -79,22 +78,12 @@ enum PoolRegistry {
         }
     }
 
-    static func name(of id: UInt32) -> String? { state.withLock { $0.names[id] } }
+    static func name(of id: UInt32) -> String? { state.locked { $0.names[id] } }
 
     /// Which pool's region holds the address (names the home pool of the region).
     static func regionOwner(of address: UInt) -> String? {
-        state.withLock { state in
+        state.locked { state in
             state.ranges.first { $0.range.contains(address) }.flatMap { state.names[$0.pool] }
-        }
-    }
-
-    private static func installForkHandler() {
-        guard forkHandlerInstalled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        pthread_atfork(nil, nil) {
-            // The child has one thread and none of the parent's pool memory (MADV_DONTFORK):
-            // forget this thread's caches and mark every existing pool unusable.
-            cnuma_set_thread_cache(nil)
-            PoolRegistry.forkGeneration.add(1, ordering: .relaxed)
         }
     }
 }

@@ -61,7 +61,7 @@ public final class PoolSet: Sendable, Sequence {
         pools = created
         self.topology = machine
         group = LendingGroup(pools: created)
-        for pool in created { pool.lending.withLock { $0.group = group } }
+        for pool in created { pool.lending.locked { $0.group = group } }
     }
 
     private static let shared = Mutex<PoolSet?>(nil)
@@ -69,9 +69,9 @@ public final class PoolSet: Sendable, Sequence {
     /// The process-wide set, built from the environment on the first call and returned by
     /// every later one (the environment is read once).
     public static func fromEnvironment() throws(ConfigurationError) -> PoolSet {
-        if let existing = shared.withLock({ $0 }) { return existing }
+        if let existing = shared.locked({ $0 }) { return existing }
         let made = try PoolSet(environment: ProcessEnvironment.current())
-        return shared.withLock { current in
+        return shared.locked { current in
             if let current { return current }
             current = made
             return made

@@ -94,7 +94,9 @@ extension MemoryPool {
         let cachedAllocations = caches?.cachedAllocations.load(ordering: .relaxed) ?? 0
         let cachedFrees = caches?.cachedFrees.load(ordering: .relaxed) ?? 0
         let threadCaches = caches?.threadCacheCount ?? 0
-        return core.withLock { core in
+        // Read before taking the pool lock: the lock order is thread-cache list, cache, depot, pool.
+        let cacheStorage = caches?.storageBytes ?? 0
+        return core.locked { core in
             let managed = core.arena.attachedSlotCount << geometry.superblockShift
             let counts = (0...geometry.maxOrder).map { core.arena.freeBlockCount(order: $0) }
             var byMobility: [String: Int] = [:]
@@ -119,7 +121,7 @@ extension MemoryPool {
                 allocationCount: core.counters.allocations + cachedAllocations,
                 deallocationCount: core.counters.deallocations + cachedFrees, failureCount: core.counters.failures,
                 metadataBytes: metadata, metadataFraction: Double(metadata) / Double(max(1, core.arena.slotCapacity << geometry.superblockShift)),
-                cacheStorageBytes: caches?.storageBytes ?? 0, threadCaches: threadCaches,
+                cacheStorageBytes: cacheStorage, threadCaches: threadCaches,
                 lentBytes: core.lent.count << geometry.superblockShift, borrowedBytes: core.borrowed.count << geometry.superblockShift,
                 borrowedFrom: borrowedFrom, lentTo: lentTo, superblocksBorrowedTotal: core.counters.superblocksBorrowed,
                 superblocksReturnedTotal: core.counters.superblocksReturned, superblocksByMobility: byMobility,
@@ -132,7 +134,7 @@ extension MemoryPool {
 
     /// Exact bytes of buddy metadata for every slot the arena can hold: the arena's bitmaps and
     /// counters, the tracker, and one state byte per minimum block plus an owner word per superblock.
-    private func buddyMetadataBytes(arena: borrowing BuddyArena) -> Int {
+    private func buddyMetadataBytes(arena: BuddyArena) -> Int {
         let slots = arena.slotCapacity
         return arena.metadataByteCount + FragmentationTracker.byteCount(slotCapacity: slots)
             + (slots << geometry.maxOrder) + slots * 4

@@ -47,7 +47,7 @@ public enum Diagnostics {
         let id: Int
 
         public func cancel() {
-            Diagnostics.state.withLock { state in
+            Diagnostics.state.locked { state in
                 state.handlers[id] = nil
                 Diagnostics.updateListening(state)
             }
@@ -67,9 +67,9 @@ public enum Diagnostics {
 
     /// Events at or above this level are printed to stderr; nil prints nothing.
     public static var standardErrorLevel: DiagnosticEvent.Severity? {
-        get { state.withLock { $0.standardErrorLevel } }
+        get { state.locked { $0.standardErrorLevel } }
         set {
-            state.withLock { state in
+            state.locked { state in
                 state.standardErrorLevel = newValue
                 updateListening(state)
             }
@@ -79,7 +79,7 @@ public enum Diagnostics {
     /// Delivers every event to `handler` (on the thread that reports it) until cancelled.
     @discardableResult
     public static func subscribe(_ handler: @escaping Handler) -> Subscription {
-        state.withLock { state in
+        state.locked { state in
             state.nextID += 1
             state.handlers[state.nextID] = handler
             updateListening(state)
@@ -101,7 +101,7 @@ public enum Diagnostics {
     static func report(_ severity: DiagnosticEvent.Severity, _ event: @autoclosure () -> DiagnosticEvent) {
         guard wants(severity) else { return }
         let built = event()
-        let (handlers, level) = state.withLock { (Array($0.handlers.values), $0.standardErrorLevel) }
+        let (handlers, level) = state.locked { (Array($0.handlers.values), $0.standardErrorLevel) }
         if let level, built.severity >= level {
             let line = built.description + "\n"
             _ = line.withCString { Glibc.write(2, $0, strlen($0)) }

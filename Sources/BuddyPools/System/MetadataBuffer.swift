@@ -24,7 +24,8 @@ final class MetadataBuffer: @unchecked Sendable {
                 cnuma_mbind(reservation, byteCount, Int32(CNUMA_MPOL_PREFERRED), $0.baseAddress, UInt(mask.count * 64 + 1), 0)
             }
         }
-        _ = cnuma_advise(reservation, byteCount, CNUMA_ADVISE_DONTFORK)
+        // Inherited across fork (unlike pool memory): a child that frees a parent's pointer reads
+        // its state byte before it learns the pool is unusable there, and must not fault.
         if cnuma_advise(reservation, byteCount, CNUMA_ADVISE_POPULATE_WRITE) != 0 {
             cnuma_touch_pages(reservation, byteCount, 4096)
         }

@@ -4,6 +4,6 @@ import Synchronization
 final class EventLog: Sendable {
     private let storage = Mutex<[String]>([])
 
-    func append(_ entry: String) { storage.withLock { $0.append(entry) } }
-    var entries: [String] { storage.withLock { $0 } }
+    func append(_ entry: String) { storage.locked { $0.append(entry) } }
+    var entries: [String] { storage.locked { $0 } }
 }

@@ -20,7 +20,8 @@ int ctest_wait(pid_t child);
 /// _exit(2) for a fork child.
 __attribute__((noreturn)) void ctest_exit_process(int status);
 /// Calls the calling thread has made to malloc, calloc, realloc and the aligned variants.
-/// The test binary interposes those functions (forwarding to glibc) to count them per thread.
+/// The test binary interposes those functions (forwarding to glibc) to count them per thread;
+/// under a sanitizer (which intercepts malloc itself) this returns -1.
 long ctest_thread_allocation_count(void);
 
 #endif
