@@ -76,6 +76,8 @@ public final class BuddyArena {
     private let slotBases: UnsafeMutablePointer<UInt>
     private let slotStates: UnsafeMutablePointer<UnsafeMutablePointer<Atomic<UInt8>>?>
     private let slotClasses: UnsafeMutablePointer<UInt8>
+    /// 1 for a slot being evacuated: its free blocks are hidden from allocation.
+    private let slotQuarantined: UnsafeMutablePointer<UInt8>
     private let runLengths: UnsafeMutablePointer<UInt32>
     private let slotFreeCounts: UnsafeMutablePointer<UInt16>
     private let freeCounts: UnsafeMutablePointer<Int>
@@ -125,6 +127,7 @@ public final class BuddyArena {
         slotBases = (storage + plan.slotBases).bindMemory(to: UInt.self, capacity: slotCapacity)
         slotStates = (storage + plan.slotStates).bindMemory(to: UnsafeMutablePointer<Atomic<UInt8>>?.self, capacity: slotCapacity)
         slotClasses = (storage + plan.slotClasses).bindMemory(to: UInt8.self, capacity: slotCapacity)
+        slotQuarantined = (storage + plan.slotQuarantined).bindMemory(to: UInt8.self, capacity: slotCapacity)
         runLengths = (storage + plan.runLengths).bindMemory(to: UInt32.self, capacity: slotCapacity)
         slotFreeCounts = (storage + plan.slotFreeCounts).bindMemory(to: UInt16.self, capacity: max(1, slotCapacity * maxOrder))
         freeCounts = (storage + plan.freeCounts).bindMemory(to: Int.self, capacity: maxOrder + 1)
@@ -168,7 +171,7 @@ public final class BuddyArena {
     private struct Layout {
         var total = 0
         var freeSets = 0, classSets = 0, detachedSet = 0, classSetCounts = 0, classOrderMasks = 0
-        var slotBases = 0, slotStates = 0, slotClasses = 0, runLengths = 0, slotFreeCounts = 0, freeCounts = 0
+        var slotBases = 0, slotStates = 0, slotClasses = 0, slotQuarantined = 0, runLengths = 0, slotFreeCounts = 0, freeCounts = 0
         var freeWords: [Int] = []
         var classWords = 0, detachedWords = 0, slotSetWords = 0
     }
@@ -190,6 +193,7 @@ public final class BuddyArena {
         plan.slotBases = take(slotCapacity * 8)
         plan.slotStates = take(slotCapacity * 8)
         plan.slotClasses = take(slotCapacity)
+        plan.slotQuarantined = take(slotCapacity)
         plan.runLengths = take(slotCapacity * 4)
         plan.slotFreeCounts = take(max(1, slotCapacity * maxOrder) * 2)
         plan.freeCounts = take((maxOrder + 1) * 8)
@@ -317,7 +321,10 @@ public final class BuddyArena {
     /// O(maxOrder) word operations plus O(log64 slots) for each bitmap search.
     /// - Parameter groupClass: the superblock group to search and tag (default: `mobilityClass`);
     ///   pass one class for all mobilities to turn grouping off while the state byte keeps the mobility.
-    public func allocate(order: Int, mobilityClass: Int, alignmentRaised: Bool = false, groupClass: Int? = nil) -> BuddyAllocation? {
+    /// - Parameter allowSteal: false returns nil instead of taking a block from another class's superblock.
+    public func allocate(
+        order: Int, mobilityClass: Int, alignmentRaised: Bool = false, groupClass: Int? = nil, allowSteal: Bool = true
+    ) -> BuddyAllocation? {
         let stateClass = mobilityClass
         let mobilityClass = groupClass ?? mobilityClass
         let maxOrder = geometry.maxOrder
@@ -326,8 +333,10 @@ public final class BuddyArena {
             found = own
         } else if let slot = freeSets[maxOrder].first() {
             found = (maxOrder, slot)
-        } else if order < maxOrder, let stolen = largestFreeInOtherClass(atLeast: order, mobilityClass: mobilityClass) {
-            // Steal the largest block, as the kernel does; take the whole superblock over when it is mostly free.
+        } else if allowSteal, order < maxOrder, let stolen = largestFreeInOtherClass(atLeast: order, mobilityClass: mobilityClass) {
+            // Steal the largest block, as the kernel does; take the whole superblock over when it is
+            // mostly free. (Claiming every superblock an unmovable steal touches, the kernel's rule
+            // for pageblocks, spread unmovable blocks over more superblocks in the churn experiment.)
             if stolen.order >= maxOrder - 1 || freeBytes(slot: stolen.slot) * 2 >= geometry.superblockSize {
                 retag(slot: stolen.slot, to: mobilityClass)
             }
@@ -385,7 +394,10 @@ public final class BuddyArena {
             order += 1
         }
         addFree(slot: slot, index: (slot << (maxOrder - order)) | (offset >> order), order: order)
-        if order == maxOrder { slotClasses[slot] = Self.noClass }
+        if order == maxOrder {
+            slotClasses[slot] = Self.noClass
+            slotQuarantined[slot] = 0
+        }
         return BuddyRelease(
             slot: slot, order: location.order, byteCount: geometry.blockSize(order: location.order),
             mobilityClass: mobility, superblockFreed: order == maxOrder)
@@ -476,6 +488,7 @@ public final class BuddyArena {
         for slot in firstSlot..<(firstSlot + count) {
             addFree(slot: slot, index: slot, order: geometry.maxOrder)
             slotClasses[slot] = Self.noClass
+            slotQuarantined[slot] = 0
         }
         return BuddyRelease(
             slot: firstSlot, order: geometry.maxOrder, byteCount: count << geometry.superblockShift,
@@ -495,6 +508,31 @@ public final class BuddyArena {
             offset += 1 << value.order
         }
     }
+
+    // MARK: Evacuation
+
+    /// Hides a partly used superblock's free blocks from allocation while its live blocks are
+    /// moved out, so they are not moved straight back in. Frees into it still work; when it
+    /// becomes wholly free the quarantine ends by itself.
+    public func quarantine(slot: Int) {
+        guard isAttached(slot: slot), slotQuarantined[slot] == 0, slotClasses[slot] != Self.noClass else { return }
+        for order in 0..<geometry.maxOrder where slotCount(slot, order).pointee > 0 {
+            removeClassMember(Int(slotClasses[slot]), order: order, slot: slot)
+        }
+        slotQuarantined[slot] = 1
+    }
+
+    /// Ends a quarantine: the slot's free blocks can be allocated again.
+    public func releaseQuarantine(slot: Int) {
+        guard slotQuarantined[slot] != 0 else { return }
+        slotQuarantined[slot] = 0
+        guard slotClasses[slot] != Self.noClass else { return }
+        for order in 0..<geometry.maxOrder where slotCount(slot, order).pointee > 0 {
+            insertClassMember(Int(slotClasses[slot]), order: order, slot: slot)
+        }
+    }
+
+    public func isQuarantined(slot: Int) -> Bool { slotQuarantined[slot] != 0 }
 
     /// Whether a slot is a run's second or later superblock (no head at offset 0).
     public func isRunBody(slot: Int) -> Bool {
@@ -518,7 +556,7 @@ public final class BuddyArena {
         guard order < geometry.maxOrder else { return }
         let count = slotCount(slot, order)
         count.pointee += 1
-        if count.pointee == 1, slotClasses[slot] != Self.noClass {
+        if count.pointee == 1, slotClasses[slot] != Self.noClass, slotQuarantined[slot] == 0 {
             insertClassMember(Int(slotClasses[slot]), order: order, slot: slot)
         }
     }
@@ -530,7 +568,7 @@ public final class BuddyArena {
         guard order < geometry.maxOrder else { return }
         let count = slotCount(slot, order)
         count.pointee -= 1
-        if count.pointee == 0, slotClasses[slot] != Self.noClass {
+        if count.pointee == 0, slotClasses[slot] != Self.noClass, slotQuarantined[slot] == 0 {
             removeClassMember(Int(slotClasses[slot]), order: order, slot: slot)
         }
     }
@@ -553,11 +591,17 @@ public final class BuddyArena {
     public func retag(slot: Int, to mobilityClass: Int) {
         let old = slotClasses[slot]
         guard old != Self.noClass, Int(old) != mobilityClass else { return }
-        for order in 0..<geometry.maxOrder where slotCount(slot, order).pointee > 0 {
+        for order in 0..<geometry.maxOrder where slotCount(slot, order).pointee > 0 && slotQuarantined[slot] == 0 {
             removeClassMember(Int(old), order: order, slot: slot)
             insertClassMember(mobilityClass, order: order, slot: slot)
         }
         slotClasses[slot] = UInt8(mobilityClass)
+    }
+
+    /// Whether an allocation would have to steal: no free block of its class is large enough and
+    /// no superblock is wholly free.
+    public func wouldSteal(order: Int, mobilityClass: Int) -> Bool {
+        freeCounts[geometry.maxOrder] == 0 && (order >= geometry.maxOrder || smallestFree(atLeast: order, mobilityClass: mobilityClass) == nil)
     }
 
     private func smallestFree(atLeast order: Int, mobilityClass: Int) -> (order: Int, slot: Int)? {
@@ -718,7 +762,9 @@ public final class BuddyArena {
                 var members = 0
                 set.forEach { slot in
                     members += 1
-                    if Int(slotClasses[slot]) != mobilityClass || slotCount(slot, order).pointee == 0 { members = -1_000_000 }
+                    if Int(slotClasses[slot]) != mobilityClass || slotCount(slot, order).pointee == 0 || slotQuarantined[slot] != 0 {
+                        members = -1_000_000
+                    }
                 }
                 guard members == classSetCounts[mobilityClass * maxOrder + order], set.summariesAreConsistent() else {
                     throw BuddyInvariantViolation("class \(mobilityClass) order \(order): class set disagrees with slot counts")
@@ -749,8 +795,8 @@ public final class BuddyArena {
     private func checkSlotCounters(slot: Int, counts: [Int]) throws(BuddyInvariantViolation) {
         let maxOrder = geometry.maxOrder
         let whole = counts[maxOrder] == 1
-        if whole, slotClasses[slot] != Self.noClass {
-            throw BuddyInvariantViolation("slot \(slot) is wholly free but tagged with class \(slotClasses[slot])")
+        if whole, slotClasses[slot] != Self.noClass || slotQuarantined[slot] != 0 {
+            throw BuddyInvariantViolation("slot \(slot) is wholly free but tagged with class \(slotClasses[slot]) or quarantined")
         }
         if !whole, slotClasses[slot] == Self.noClass {
             throw BuddyInvariantViolation("slot \(slot) is in use but has no class")
@@ -760,7 +806,7 @@ public final class BuddyArena {
                 throw BuddyInvariantViolation("slot \(slot) order \(order): counter \(slotCount(slot, order).pointee), recount \(counts[order])")
             }
             let member = !whole && classSets[Int(slotClasses[slot]) * maxOrder + order].contains(slot)
-            guard member == (counts[order] > 0 && !whole) else {
+            guard member == (counts[order] > 0 && !whole && slotQuarantined[slot] == 0) else {
                 throw BuddyInvariantViolation("slot \(slot) order \(order): class set membership \(member) with \(counts[order]) free blocks")
             }
         }

@@ -157,6 +157,7 @@ enum ConfigurationResolver {
             configuration.cache.maxOrder = cacheOrder.value
         }
         if let grouping = specification.grouping { configuration.mobilityGrouping = grouping.value }
+        if let compaction = specification.compaction { configuration.compaction = compaction.value }
         if let accounting = specification.accounting { configuration.allocationAccounting = accounting.value }
         return configuration
     }

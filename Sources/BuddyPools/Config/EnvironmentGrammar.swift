@@ -23,6 +23,7 @@ enum EnvironmentGrammar {
         ("cache", "cpu, node, group<N> (e.g. group4) or off"),
         ("cache-order", "a whole number from 0 to max-order"),
         ("grouping", "0 or 1"),
+        ("compaction", "0 or 1"),
         ("accounting", "0 or 1"),
     ]
 
@@ -132,6 +133,7 @@ enum EnvironmentGrammar {
         case "cache-order": specification.cacheOrder = located(try integer(0...15))
         case "locked": specification.locked = located(try flag())
         case "grouping": specification.grouping = located(try flag())
+        case "compaction": specification.compaction = located(try flag())
         case "accounting": specification.accounting = located(try flag())
         case "cache":
             switch value {

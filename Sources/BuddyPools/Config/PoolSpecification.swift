@@ -25,6 +25,7 @@ struct PoolSpecification {
     var cache: Located<CacheConfiguration.Sharding?>?
     var cacheOrder: Located<Int>?
     var grouping: Located<Bool>?
+    var compaction: Located<Bool>?
     var accounting: Located<Bool>?
 }
 

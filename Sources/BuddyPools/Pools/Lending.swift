@@ -73,12 +73,13 @@ extension MemoryPool {
         var budget = min(wanted, freeSlots)
         if let maximum = configuration.maximumBytes { budget = min(budget, (maximum >> geometry.superblockShift) - owned) }
         guard budget > 0 else { return 0 }
-        var offers: [LoanOffer] = []
-        for lender in group.pools where canBorrow(from: lender) {
-            offers += lender.lendableSuperblocks().compactMap { slot, node in
-                if configuration.policy == .bind, !nodes.contains(node) { return nil }
-                return LoanOffer(lender: lender, slot: slot, node: node, distance: distance(to: node))
+        var offers = loanOffers(from: group)
+        if offers.count < budget {
+            // Lenders that may compact empty their cheapest superblocks for a higher priority.
+            for lender in group.pools where canBorrow(from: lender) && lender.configuration.compaction && !lender.configuration.locked {
+                lender.compact(superblocks: budget - offers.count)
             }
+            offers = loanOffers(from: group)
         }
         offers.sort { ($0.distance, $0.lender.priority, $0.slot) < ($1.distance, $1.lender.priority, $1.slot) }
         var taken = 0
@@ -113,6 +114,18 @@ extension MemoryPool {
             }
         }
         return taken
+    }
+
+    /// Free superblocks of every lender this pool may borrow from, on nodes its policy allows.
+    private func loanOffers(from group: LendingGroup) -> [LoanOffer] {
+        var offers: [LoanOffer] = []
+        for lender in group.pools where canBorrow(from: lender) {
+            offers += lender.lendableSuperblocks().compactMap { slot, node in
+                if configuration.policy == .bind, !nodes.contains(node) { return nil }
+                return LoanOffer(lender: lender, slot: slot, node: node, distance: distance(to: node))
+            }
+        }
+        return offers
     }
 
     /// Own wholly free superblocks this pool could lend without going below `min`, with their nodes.

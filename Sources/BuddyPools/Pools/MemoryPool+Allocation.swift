@@ -82,7 +82,12 @@ extension MemoryPool {
     }
 
     func blockAllocation(order: Int, alignmentRaised: Bool, mobility: Mobility, byteCount: Int, alignment: Int) -> Result<UnsafeMutableRawPointer, PoolError> {
-        allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1) { core in
+        if mobility != .movable, avoidsSteals, core.locked({ $0.arena.wouldSteal(order: order, mobilityClass: $0.groupClass(mobility)) }) {
+            // Empty a movable superblock rather than scatter this block into one: a movable
+            // superblock that holds an unmovable block can never be compacted again.
+            compact(superblocks: 1)
+        }
+        return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1) { core in
             core.allocateBlock(order: order, alignmentRaised: alignmentRaised, mobility: mobility)
         }
     }
@@ -116,6 +121,10 @@ extension MemoryPool {
         }
         return .failure(.exhausted(exhaustion))
     }
+
+    /// Whether unmovable and reclaimable requests compact before they steal from movable
+    /// superblocks (pools that group and may compact inline).
+    var avoidsSteals: Bool { configuration.mobilityGrouping && configuration.compaction && !configuration.locked }
 
     /// What a pool may do before it reports exhaustion, in order.
     enum PressureStep {
@@ -175,9 +184,11 @@ extension MemoryPool {
 
 extension MemoryPool: CacheBackend {
     func refillCache(order: Int, into entries: UnsafeMutablePointer<CachedBlock>, count: Int) -> Int {
-        core.locked { core in
+        // When stealing would be needed, refill nothing: the uncached path compacts first.
+        let allowSteal = !avoidsSteals
+        return core.locked { core in
             var got = 0
-            while got < count, let block = core.allocateBlock(order: order, alignmentRaised: false, mobility: .unmovable) {
+            while got < count, let block = core.allocateBlock(order: order, alignmentRaised: false, mobility: .unmovable, allowSteal: allowSteal) {
                 let state = core.arena.state(slot: block.location.slot, offset: block.location.blockOffset)
                 state.pointee.store(BlockState.cached(order: order).rawValue, ordering: .relaxed)
                 entries[got] = CachedBlock(address: block.address, state: state)

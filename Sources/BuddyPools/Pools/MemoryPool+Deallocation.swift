@@ -14,6 +14,8 @@ public enum DeallocationProblem: Sendable, Equatable, CustomStringConvertible {
     case wrongSize(given: Int, allocatedBytes: Int)
     /// The block's state byte holds a value no code writes.
     case corruptedMetadata(UInt8)
+    /// In a superblock `shrink(to:)` gave back to the kernel: every block there was freed before.
+    case releasedSuperblock
 
     public var description: String {
         switch self {
@@ -24,6 +26,7 @@ public enum DeallocationProblem: Sendable, Equatable, CustomStringConvertible {
         case .doubleFree(let bytes): "double free: the \(formatBytes(bytes)) block at this address is already free"
         case .wrongSize(let given, let allocated): "wrong size: freed with byteCount \(given), allocated as a \(formatBytes(allocated)) block"
         case .corruptedMetadata(let value): "corrupted metadata: state byte 0x\(String(value, radix: 16))"
+        case .releasedSuperblock: "double free: the address is in a superblock the pool released with shrink(to:)"
         }
     }
 }
@@ -193,6 +196,7 @@ extension MemoryPool {
     private func ownerProblem(of address: UInt) -> DeallocationProblem {
         for region in managedRegions where region.contains(address) {
             let owner = region.owner(superblock: region.superblockIndex(of: address))
+            if owner == id { return .releasedSuperblock }
             return .wrongPool(owner: (PoolRegistry.name(of: owner) ?? "#\(owner)") + " (a superblock this pool lent)")
         }
         if let owner = PoolRegistry.regionOwner(of: address) { return .wrongPool(owner: owner) }

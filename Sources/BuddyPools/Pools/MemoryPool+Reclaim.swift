@@ -1,6 +1,387 @@
+import CNuma
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension MemoryPool {
-    /// Frees whole superblocks by compaction and shrinkers; returns the bytes made free.
+    // MARK: Candidates
+
+    /// The cheapest superblocks to reclaim, cheapest first: wholly free ones, then those with
+    /// the fewest movable and reclaimable bytes to move or drop. A superblock holding any
+    /// unmovable block (cached blocks count as unmovable) is never a candidate; runs are not either.
+    public func reclaimCandidates(count: Int) -> [SuperblockCandidate] {
+        core.locked { core in candidates(core, count: count, compactableOnly: false) }
+    }
+
+    /// Every superblock the pool manages with its live bytes by mobility and free bytes (runs
+    /// included), in slot order: what the tracker knows, like /proc/pagetypeinfo per block.
+    public func superblockUsage() -> [SuperblockCandidate] {
+        core.locked { core in
+            (0..<core.arena.slotCapacity).filter { core.arena.isAttached(slot: $0) }.map { slot in
+                SuperblockCandidate(
+                    slot: slot, baseAddress: core.arena.baseAddress(slot: slot), node: node(ofSlot: slot, core),
+                    freeBytes: core.arena.isRunBody(slot: slot) ? 0 : core.arena.freeBytes(slot: slot),
+                    unmovableBytes: core.tracker.bytes(slot: slot, mobility: .unmovable),
+                    movableBytes: core.tracker.bytes(slot: slot, mobility: .movable),
+                    reclaimableBytes: core.tracker.bytes(slot: slot, mobility: .reclaimable),
+                    allocationCount: core.tracker.allocationCount(slot: slot))
+            }
+        }
+    }
+
+    func candidates(_ core: borrowing PoolCore, count: Int, compactableOnly: Bool) -> [SuperblockCandidate] {
+        let arena = core.arena
+        var result: [SuperblockCandidate] = []
+        for slot in 0..<arena.slotCapacity where arena.isAttached(slot: slot) {
+            guard arena.runLength(slot: slot) == 0, !arena.isRunBody(slot: slot) else { continue }
+            let unmovable = core.tracker.bytes(slot: slot, mobility: .unmovable)
+            let reclaimable = core.tracker.bytes(slot: slot, mobility: .reclaimable)
+            guard unmovable == 0, !(compactableOnly && reclaimable > 0) else { continue }
+            result.append(SuperblockCandidate(
+                slot: slot, baseAddress: arena.baseAddress(slot: slot), node: node(ofSlot: slot, core),
+                freeBytes: arena.freeBytes(slot: slot), unmovableBytes: 0,
+                movableBytes: core.tracker.bytes(slot: slot, mobility: .movable), reclaimableBytes: reclaimable,
+                allocationCount: core.tracker.allocationCount(slot: slot)))
+        }
+        result.sort { ($0.cost, $0.allocationCount, $0.slot) < ($1.cost, $1.allocationCount, $1.slot) }
+        return Array(result.prefix(count))
+    }
+
+    private func node(ofSlot slot: Int, _ core: borrowing PoolCore) -> Int {
+        if slot < ownSuperblockCount {
+            let (region, superblock) = ownLocation(slot: slot)
+            return region.superblockNodes[superblock]
+        }
+        if let loan = core.borrowed[slot] { return loan.region.superblockNodes[loan.superblock] }
+        return -1
+    }
+
+    // MARK: Handlers and shrinkers
+
+    /// Lets compaction move raw-pointer movable blocks: the handler copies the bytes and updates
+    /// every reference, or returns false to keep the block where it is. Called without the pool
+    /// lock, from whichever thread compacts. Nil: raw movable blocks stay put.
+    public func setRelocationHandler(_ handler: RelocationHandler?) {
+        relocationHandler.locked { $0 = handler }
+    }
+
+    /// Registers a shrinker: asked, before a request fails, to free reclaimable allocations
+    /// (with `deallocate`) and to return how many bytes it freed. Called without the pool lock.
+    @discardableResult
+    public func registerShrinker(_ shrink: @escaping @Sendable (ShrinkRequest) -> Int) -> ShrinkerRegistration {
+        shrinkers.locked { list in
+            list.nextID += 1
+            list.entries.append((list.nextID, shrink))
+            return ShrinkerRegistration(id: list.nextID)
+        }
+    }
+
+    public func unregisterShrinker(_ registration: ShrinkerRegistration) {
+        shrinkers.locked { list in list.entries.removeAll { $0.id == registration.id } }
+    }
+
+    /// Asks the shrinkers for `bytesWanted`; returns what they report freeing.
+    func runShrinkers(bytesWanted: Int) -> Int {
+        let list = shrinkers.locked { $0.entries }
+        guard !list.isEmpty, bytesWanted > 0 else { return 0 }
+        let ranges = core.locked { core in
+            candidates(core, count: 8, compactableOnly: false).filter { $0.reclaimableBytes > 0 }.map {
+                $0.baseAddress..<($0.baseAddress + UInt(geometry.superblockSize))
+            }
+        }
+        var freed = 0
+        var calls = 0
+        for entry in list where freed < bytesWanted {
+            freed += max(0, entry.shrink(ShrinkRequest(pool: name, bytesWanted: bytesWanted - freed, preferredRanges: ranges)))
+            calls += 1
+        }
+        core.locked { core in
+            core.counters.shrinkerCalls += calls
+            core.counters.bytesReclaimed += freed
+        }
+        Diagnostics.report(.info, DiagnosticEvent(
+            .shrinker, .info, subject: "pool \(name)", message: "shrinkers freed \(formatBytes(freed)) of \(formatBytes(bytesWanted)) asked", bytes: freed))
+        return freed
+    }
+
+    /// The pressure step: compaction for whole superblocks (or a window of adjacent ones for a
+    /// run), then shrinkers. Returns bytes made free.
     func reclaim(bytes: Int, superblocks: Int) -> Int {
-        0
+        let wanted = max(bytes, superblocks << geometry.superblockShift)
+        var freed = 0
+        // Shrinkers can turn a superblock compactable (its reclaimable blocks gone), so compaction
+        // gets another turn after them.
+        for _ in 0..<3 where freed < wanted {
+            if configuration.compaction {
+                let report = superblocks > 1 ? compactRun(count: superblocks) : compact(superblocks: superblocks)
+                freed += report.superblocksFreed << geometry.superblockShift
+                if freed >= wanted { break }
+            }
+            let dropped = runShrinkers(bytesWanted: wanted - freed)
+            guard dropped > 0 else { break }
+            freed += dropped
+        }
+        return freed
+    }
+
+    // MARK: Compaction
+
+    /// Moves movable blocks out of the cheapest superblocks until `superblocks` of them are
+    /// wholly free (or nothing more can move). Handle-backed blocks move under the pool lock
+    /// unless pinned; raw blocks move only through the relocation handler. Unmovable blocks
+    /// never move. Caches are drained first, so their blocks do not hold superblocks.
+    @discardableResult
+    public func compact(superblocks wanted: Int = 1) -> CompactionReport {
+        evacuate { core in
+            var chosen: [Int] = []
+            var room = movableRoom(core, excluding: [])
+            let targets = candidates(core, count: core.arena.slotCapacity, compactableOnly: true)
+                .filter { $0.freeBytes < geometry.superblockSize && $0.movableBytes > 0 }
+            for target in targets where chosen.count < wanted {
+                // Moving only pays when the blocks fit in superblocks already in use; otherwise a
+                // free superblock would be used up to free another.
+                room -= target.freeBytes
+                guard room >= target.movableBytes else { break }
+                room -= target.movableBytes
+                chosen.append(target.slot)
+            }
+            return chosen
+        }
+    }
+
+    /// Empties the cheapest window of `count` address-adjacent superblocks (each wholly free or
+    /// holding only movable blocks), so a run of that size fits. Blocks may move into free
+    /// superblocks elsewhere: the window, not the count of free superblocks, is what matters.
+    @discardableResult
+    public func compactRun(count: Int) -> CompactionReport {
+        evacuate { core in
+            let arena = core.arena
+            let superblock = UInt(geometry.superblockSize)
+            var best: (cost: Int, first: Int)?
+            for first in 0...max(0, arena.slotCapacity - count) where first + count <= arena.slotCapacity {
+                var cost = 0
+                var usable = true
+                for slot in first..<(first + count) {
+                    guard arena.isAttached(slot: slot), arena.baseAddress(slot: slot) == arena.baseAddress(slot: first) + UInt(slot - first) * superblock,
+                          arena.runLength(slot: slot) == 0, !arena.isRunBody(slot: slot),
+                          core.tracker.bytes(slot: slot, mobility: .unmovable) == 0, core.tracker.bytes(slot: slot, mobility: .reclaimable) == 0
+                    else {
+                        usable = false
+                        break
+                    }
+                    cost += core.tracker.bytes(slot: slot, mobility: .movable)
+                }
+                if usable, cost > 0, best == nil || cost < best!.cost { best = (cost, first) }
+            }
+            guard let best else { return [] }
+            let window = Array(best.first..<(best.first + count))
+            // Room outside the window: free bytes anywhere else, free superblocks included.
+            let outside = arena.freeBytes - window.reduce(0) { $0 + arena.freeBytes(slot: $1) }
+            return outside >= best.cost ? window.filter { !arena.isWhollyFree(slot: $0) } : []
+        }
+    }
+
+    /// Quarantines the chosen superblocks, moves their movable blocks elsewhere (handles under the
+    /// lock, raw blocks through the relocation handler outside it), and reports.
+    private func evacuate(choose: (borrowing PoolCore) -> [Int]) -> CompactionReport {
+        if let caches {
+            caches.drainAllThreads(backend: self)
+            caches.drainLocal(backend: self)
+        }
+        let handler = relocationHandler.locked { $0 }
+        var report = CompactionReport()
+        var external: [(Relocation, source: BlockLocation, destination: BlockLocation)] = []
+        var processed: [Int] = []
+        core.locked { core in
+            processed = choose(core)
+            // All at once, so nothing moved out of one lands in another.
+            for slot in processed { core.arena.quarantine(slot: slot) }
+            for slot in processed {
+                var blocks: [(BlockLocation, BlockState)] = []
+                core.arena.forEachBlock(inSlot: slot) { location, state in
+                    if state.isAllocated { blocks.append((location, state)) }
+                }
+                for (location, state) in blocks {
+                    guard case .allocated(let mobilityClass, let raised) = state.kind, mobilityClass == Mobility.movable.rawValue else {
+                        report.blocksSkipped += 1
+                        continue
+                    }
+                    let source = core.arena.address(of: location)
+                    let size = geometry.blockSize(order: location.order)
+                    if let index = handles.handleAtAddress[source] {
+                        guard let saved = handles.beginMove(index) else {
+                            report.blocksSkipped += 1
+                            continue
+                        }
+                        guard let destination = core.allocateBlock(order: location.order, alignmentRaised: raised, mobility: .movable) else {
+                            handles.finishMove(index, from: source, to: source, state: saved)
+                            report.blocksSkipped += 1
+                            continue
+                        }
+                        // Invariant: both addresses are blocks of `size` bytes in mapped pool memory.
+                        UnsafeMutableRawPointer(bitPattern: destination.address)!.copyMemory(
+                            from: UnsafeRawPointer(bitPattern: source)!, byteCount: size)
+                        handles.finishMove(index, from: source, to: destination.address, state: saved)
+                        core.freeBlock(location, mobility: .movable)
+                        report.blocksMoved += 1
+                        report.bytesMoved += size
+                    } else if handler != nil,
+                              let destination = core.allocateBlock(order: location.order, alignmentRaised: raised, mobility: .movable) {
+                        external.append((Relocation(source: source, destination: destination.address, byteCount: size), location, destination.location))
+                    } else {
+                        report.blocksSkipped += 1
+                    }
+                }
+            }
+        }
+        // The relocation handler runs without the pool lock: it may allocate, free, or take its own locks.
+        let accepted = external.map { handler?($0.0) ?? false }
+        let returns = core.locked { core -> [Loan] in
+            for (plan, moved) in zip(external, accepted) {
+                if moved {
+                    core.freeBlock(plan.source, mobility: .movable)
+                    report.blocksMoved += 1
+                    report.bytesMoved += plan.0.byteCount
+                } else {
+                    core.freeBlock(plan.destination, mobility: .movable)
+                    report.blocksSkipped += 1
+                    core.counters.relocationsRefused += 1
+                }
+            }
+            for slot in processed {
+                if core.arena.isWhollyFree(slot: slot) { report.superblocksFreed += 1 }
+                core.arena.releaseQuarantine(slot: slot)
+            }
+            core.counters.compactions += 1
+            core.counters.superblocksCompacted += report.superblocksFreed
+            core.counters.bytesMoved += report.bytesMoved
+            return core.takePendingReturns()
+        }
+        deliverReturns(returns)
+        if report.blocksMoved > 0 || report.superblocksFreed > 0 {
+            Diagnostics.report(.info, DiagnosticEvent(
+                .compaction, .info, subject: "pool \(name)",
+                message: "compaction freed \(report.superblocksFreed) superblocks, moved \(report.blocksMoved) blocks (\(formatBytes(report.bytesMoved)))",
+                bytes: report.bytesMoved))
+        }
+        return report
+    }
+
+    /// Free bytes in partly used, movable superblocks other than `excluded`: where moved blocks can
+    /// go without taking a wholly free superblock.
+    private func movableRoom(_ core: borrowing PoolCore, excluding excluded: Set<Int>) -> Int {
+        var room = 0
+        for other in 0..<core.arena.slotCapacity where !excluded.contains(other) && core.arena.isAttached(slot: other) {
+            guard core.arena.mobilityClass(slot: other) == (core.grouping ? Mobility.movable.rawValue : 0),
+                  !core.arena.isWhollyFree(slot: other), !core.arena.isQuarantined(slot: other)
+            else { continue }
+            room += core.arena.freeBytes(slot: other)
+        }
+        return room
+    }
+
+    // MARK: Shrinking and growing
+
+    /// Gives memory back until the pool manages at most `targetBytes`: free borrowed superblocks
+    /// go home, free own superblocks go back to the kernel (MADV_DONTNEED), and when none is free
+    /// the cheapest are compacted and the shrinkers asked. `grow(to:)` brings them back.
+    @discardableResult
+    public func shrink(to targetBytes: Int) -> ShrinkReport {
+        var report = ShrinkReport()
+        if let caches {
+            caches.drainAllThreads(backend: self)
+            caches.drainLocal(backend: self)
+        }
+        let superblock = geometry.superblockSize
+        while true {
+            let (managed, step) = core.locked { core -> (Int, ShrinkStep) in
+                let managed = core.arena.attachedSlotCount << geometry.superblockShift
+                guard managed > targetBytes else { return (managed, .done) }
+                if let slot = core.borrowed.keys.sorted().first(where: { core.arena.isWhollyFree(slot: $0) }) {
+                    core.detachLoan(slot: slot)
+                    return (managed, .returned(core.takePendingReturns()))
+                }
+                if let slot = (0..<ownSuperblockCount).reversed().first(where: { core.arena.isWhollyFree(slot: $0) }) {
+                    return (managed, .released(releaseOwn(slot: slot, &core) ? superblock : 0))
+                }
+                return (managed, .needsReclaim)
+            }
+            report.managedBytesAfter = managed
+            switch step {
+            case .done:
+                return report
+            case .returned(let loans):
+                deliverReturns(loans)
+                report.returnedBytes += loans.count * superblock
+            case .released(let bytes):
+                report.releasedBytes += bytes
+            case .needsReclaim:
+                let compaction = configuration.compaction ? compact(superblocks: 1) : CompactionReport()
+                report.compaction.superblocksFreed += compaction.superblocksFreed
+                report.compaction.blocksMoved += compaction.blocksMoved
+                report.compaction.bytesMoved += compaction.bytesMoved
+                report.compaction.blocksSkipped += compaction.blocksSkipped
+                if compaction.superblocksFreed == 0 {
+                    let freed = runShrinkers(bytesWanted: superblock)
+                    report.shrinkerBytes += freed
+                    if freed == 0 { return report }
+                }
+            }
+        }
+    }
+
+    private enum ShrinkStep {
+        case done
+        case returned([Loan])
+        case released(Int)
+        case needsReclaim
+    }
+
+    /// Detaches a wholly free own superblock and returns its pages to the kernel (pool lock held).
+    private func releaseOwn(slot: Int, _ core: inout PoolCore) -> Bool {
+        guard let base = core.arena.detach(slot: slot) else { return false }
+        core.tracker.reset(slot: slot)
+        core.released.insert(slot)
+        let (region, _) = ownLocation(slot: slot)
+        let pointer = UnsafeMutableRawPointer(bitPattern: base)!
+        if region.region.isLocked, !region.region.pageSize.isHugetlb { _ = cnuma_unlock(pointer, geometry.superblockSize) }
+        _ = cnuma_advise(pointer, geometry.superblockSize, CNUMA_ADVISE_DONTNEED)
+        return true
+    }
+
+    /// Takes back superblocks `shrink(to:)` released until the pool manages `targetBytes` (or
+    /// none is left): populates them again (and locks them for a locked pool). Returns the bytes added.
+    @discardableResult
+    public func grow(to targetBytes: Int) throws(PoolError) -> Int {
+        var added = 0
+        while let slot = core.locked({ core -> Int? in
+            guard core.arena.attachedSlotCount << geometry.superblockShift < targetBytes else { return nil }
+            return core.released.min()
+        }) {
+            let (region, superblock) = ownLocation(slot: slot)
+            let pointer = UnsafeMutableRawPointer(bitPattern: region.superblockBase(superblock))!
+            if cnuma_advise(pointer, geometry.superblockSize, CNUMA_ADVISE_POPULATE_WRITE) != 0 {
+                let code = currentErrno()
+                if code == EINVAL {
+                    cnuma_touch_pages(pointer, geometry.superblockSize, region.region.pageSize.isHugetlb ? region.region.pageSize.bytes : 4096)
+                } else {
+                    throw .system(SystemError(
+                        .insufficientMemory, call: "madvise(MADV_POPULATE_WRITE) growing pool \(name)", errno: code,
+                        advice: "the pool's nodes could not supply a superblock of \(region.region.pageSize) again"))
+                }
+            }
+            if region.region.isLocked, !region.region.pageSize.isHugetlb, cnuma_lock(pointer, geometry.superblockSize) != 0 {
+                throw .system(SystemError(
+                    .permissionDenied, call: "mlock growing pool \(name)", errno: currentErrno(),
+                    advice: PlacementCheck.memlockAdvice(byteCount: geometry.superblockSize, topology: topology)))
+            }
+            core.locked { core in
+                _ = core.arena.attach(base: region.superblockBase(superblock), stateTable: region.stateTable(superblock: superblock),
+                                      superblockCount: 1, firstSlot: slot)
+                core.released.remove(slot)
+            }
+            added += geometry.superblockSize
+        }
+        return added
     }
 }

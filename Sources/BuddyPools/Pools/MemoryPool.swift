@@ -32,6 +32,12 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     let topology: NUMATopology
     /// The lending group the pool belongs to, set by `PoolSet`.
     let lending = Mutex<LendingGroupReference>(LendingGroupReference())
+    /// Movable allocations handed out as handles.
+    let handles = HandleTable()
+    /// Called to move raw-pointer movable blocks during compaction; nil: they stay put.
+    let relocationHandler = Mutex<RelocationHandler?>(nil)
+    /// Asked to drop reclaimable allocations before a request fails.
+    let shrinkers = Mutex<ShrinkerList>(ShrinkerList())
 
     /// The own regions, flattened for the free fast path: base, size, state bytes, owners.
     let fastRegions: UnsafeMutablePointer<FastRegion>

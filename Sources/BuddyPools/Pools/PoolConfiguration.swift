@@ -25,6 +25,9 @@ public struct PoolConfiguration: Sendable, Equatable {
     public var maxOrder: Int?
     /// Group superblocks by mobility (turn off only to measure what grouping buys).
     public var mobilityGrouping = true
+    /// Move movable blocks out of the cheapest superblocks when a request for a whole superblock,
+    /// a run, a shrink or a borrower needs free superblocks (never inline for locked pools).
+    public var compaction = true
     public var cache = CacheConfiguration()
     /// Record bytes per allocation tag (like the kernel's page_owner); costs a lock per allocation.
     public var allocationAccounting = false

@@ -22,6 +22,8 @@ struct PoolCounters {
     var bytesMoved = 0
     var shrinkerCalls = 0
     var bytesReclaimed = 0
+    var superblocksCompacted = 0
+    var relocationsRefused = 0
 }
 
 /// Everything behind the pool's mutex: the buddy arena, the tracker, counters and loans.
@@ -41,6 +43,8 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     var recallRequested = false
     /// Borrowed superblocks that became free and were detached, to hand back after unlocking.
     var pendingReturns: [Loan] = []
+    /// Own slots whose memory `shrink(to:)` gave back to the kernel.
+    var released: Set<Int> = []
 
     init(arena: BuddyArena, tracker: FragmentationTracker, grouping: Bool) {
         self.arena = arena
@@ -52,9 +56,10 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     @inline(__always)
     func groupClass(_ mobility: Mobility) -> Int { grouping ? mobility.rawValue : 0 }
 
-    mutating func allocateBlock(order: Int, alignmentRaised: Bool, mobility: Mobility) -> BuddyAllocation? {
+    mutating func allocateBlock(order: Int, alignmentRaised: Bool, mobility: Mobility, allowSteal: Bool = true) -> BuddyAllocation? {
         guard let block = arena.allocate(
-            order: order, mobilityClass: mobility.rawValue, alignmentRaised: alignmentRaised, groupClass: groupClass(mobility))
+            order: order, mobilityClass: mobility.rawValue, alignmentRaised: alignmentRaised, groupClass: groupClass(mobility),
+            allowSteal: allowSteal)
         else {
             return nil
         }

@@ -86,6 +86,12 @@ public struct PoolStatistics: Sendable, Codable, Equatable {
     public var bytesMoved: Int
     public var shrinkerCalls: Int
     public var bytesReclaimed: Int
+    /// Superblocks compaction emptied, and raw blocks whose relocation handler said no.
+    public var superblocksCompacted: Int
+    public var relocationsRefused: Int
+    /// Own memory `shrink(to:)` gave back to the kernel.
+    public var releasedBytes: Int
+    public var movableHandles: Int
 }
 
 extension MemoryPool {
@@ -128,7 +134,9 @@ extension MemoryPool {
                 whollyFreeSuperblocks: core.arena.whollyFreeSlotCount,
                 fragmentation: OrderFragmentation.compute(freeBlocksByOrder: counts, minBlockSize: geometry.minBlockSize),
                 cacheDrains: core.counters.cacheDrains, compactions: core.counters.compactions, bytesMoved: core.counters.bytesMoved,
-                shrinkerCalls: core.counters.shrinkerCalls, bytesReclaimed: core.counters.bytesReclaimed)
+                shrinkerCalls: core.counters.shrinkerCalls, bytesReclaimed: core.counters.bytesReclaimed,
+                superblocksCompacted: core.counters.superblocksCompacted, relocationsRefused: core.counters.relocationsRefused,
+                releasedBytes: core.released.count << geometry.superblockShift, movableHandles: handles.handleAtAddress.count)
         }
     }
 
