@@ -31,7 +31,7 @@ let package = Package(
             dependencies: [
                 "BuddyPools",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .executableTarget(
@@ -64,6 +64,14 @@ let package = Package(
         .testTarget(
             name: "BuddyPoolsTests",
             dependencies: ["BuddyPools", "CTestSupport", "CNuma"]
+        ),
+        .testTarget(
+            name: "BuddyPoolsMetricsTests",
+            dependencies: [
+                "BuddyPoolsMetrics",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -262,6 +262,13 @@ public final class BuddyArena {
     /// Wholly free slots in address order of their slot index.
     public func forEachWhollyFreeSlot(_ body: (Int) -> Void) { freeSets[geometry.maxOrder].forEach(body) }
 
+    /// Free blocks of `order` inside one superblock.
+    public func freeBlockCount(slot: Int, order: Int) -> Int {
+        guard isAttached(slot: slot) else { return 0 }
+        if order == geometry.maxOrder { return isWhollyFree(slot: slot) ? 1 : 0 }
+        return Int(slotCount(slot, order).pointee)
+    }
+
     /// Free bytes inside one superblock.
     public func freeBytes(slot: Int) -> Int {
         if isWhollyFree(slot: slot) { return geometry.superblockSize }

@@ -8,16 +8,45 @@ extension MemoryPool {
     /// the calling thread's magazine without a lock or an atomic read-modify-write.
     /// - Throws: `PoolError.exhausted` when nothing fits after draining caches (and, for pools
     ///   that may, after recalling loans, borrowing and reclaiming); the pool stays usable.
-    public func allocate(byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable) throws(PoolError) -> UnsafeMutableRawPointer {
-        if let pointer = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) { return pointer }
-        return try allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility).get()
+    ///
+    /// `file` and `line` name the caller for allocation accounting (see `topAllocationSites`);
+    /// they cost nothing when the pool does not count by site.
+    public func allocate(
+        byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
+    ) throws(PoolError) -> UnsafeMutableRawPointer {
+        let pointer: UnsafeMutableRawPointer
+        if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+            pointer = cached
+        } else {
+            pointer = try allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility).get()
+        }
+        if countsSites { noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line) }
+        return pointer
     }
 
     /// `allocate` without the Swift error machinery: a failure is returned, not thrown, so no
     /// `swift_willThrow` hook runs (a test harness or a debugger may install one that allocates).
-    public func tryAllocate(byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable) -> Result<UnsafeMutableRawPointer, PoolError> {
-        if let pointer = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) { return .success(pointer) }
-        return allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility)
+    public func tryAllocate(
+        byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
+    ) -> Result<UnsafeMutableRawPointer, PoolError> {
+        let result: Result<UnsafeMutableRawPointer, PoolError>
+        if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+            result = .success(cached)
+        } else {
+            result = allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility)
+        }
+        if countsSites, case .success(let pointer) = result {
+            noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line)
+        }
+        return result
+    }
+
+    /// Records a block for allocation accounting, with the bytes it really holds.
+    @inline(never)
+    func noteAllocated(_ pointer: UnsafeMutableRawPointer, byteCount: Int, alignment: Int, file: StaticString, line: UInt) {
+        let held = geometry.order(byteCount: byteCount, alignment: alignment).map { geometry.blockSize(order: $0.order) }
+            ?? geometry.superblockCount(byteCount: byteCount) << geometry.superblockShift
+        accounting?.record(UInt(bitPattern: pointer), bytes: held, site: AllocationSite(file: file, line: line))
     }
 
     /// The fast path: a small unmovable request with an alignment the minimum block meets (a
@@ -52,9 +81,12 @@ extension MemoryPool {
     /// Runs never span two regions; in a 1 GiB-page pool a run inside one 1 GiB page is also
     /// physically contiguous.
     public func allocateContiguous(
-        byteCount: Int, alignment: Int = 4096, boundary: Int = 0, mobility: Mobility = .unmovable
+        byteCount: Int, alignment: Int = 4096, boundary: Int = 0, mobility: Mobility = .unmovable,
+        file: StaticString = #fileID, line: UInt = #line
     ) throws(PoolError) -> UnsafeMutableRawPointer {
-        try contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: boundary, mobility: mobility).get()
+        let pointer = try contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: boundary, mobility: mobility).get()
+        if countsSites { noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line) }
+        return pointer
     }
 
     private func contiguousAllocation(byteCount: Int, alignment: Int, boundary: Int, mobility: Mobility) -> Result<UnsafeMutableRawPointer, PoolError> {

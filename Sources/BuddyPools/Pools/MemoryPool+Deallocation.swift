@@ -37,6 +37,7 @@ extension MemoryPool {
     /// In a fork child, freeing memory of a pool made before the fork does nothing.
     public func deallocate(_ pointer: UnsafeMutableRawPointer) {
         let address = UInt(bitPattern: pointer)
+        if countsSites { accounting?.forget(address) }
         if let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil),
            cacheFastPath.push(address: address, state: state, order: order) {
             return
@@ -47,6 +48,7 @@ extension MemoryPool {
     /// Frees a block, also checking that `byteCount` is the size it was allocated with.
     public func deallocate(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
         let address = UInt(bitPattern: pointer)
+        if countsSites { accounting?.forget(address) }
         if byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
            let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: cacheFastPath.order(byteCount: byteCount)),
            cacheFastPath.push(address: address, state: state, order: order) {

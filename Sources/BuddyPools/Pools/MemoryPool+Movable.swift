@@ -1,7 +1,9 @@
 extension MemoryPool {
     /// A movable block behind a handle: compaction may move it (never while it is pinned).
-    public func allocateMovable(byteCount: Int, alignment: Int = 16) throws(PoolError) -> MovableHandle {
-        let pointer = try allocate(byteCount: byteCount, alignment: alignment, mobility: .movable)
+    public func allocateMovable(
+        byteCount: Int, alignment: Int = 16, file: StaticString = #fileID, line: UInt = #line
+    ) throws(PoolError) -> MovableHandle {
+        let pointer = try allocate(byteCount: byteCount, alignment: alignment, mobility: .movable, file: file, line: line)
         let address = UInt(bitPattern: pointer)
         guard let handle = core.locked({ _ in handles.register(address: address) }) else {
             deallocate(pointer)

@@ -19,7 +19,7 @@ extension MemoryPool {
         core.locked { core in
             (0..<core.arena.slotCapacity).filter { core.arena.isAttached(slot: $0) }.map { slot in
                 SuperblockCandidate(
-                    slot: slot, baseAddress: core.arena.baseAddress(slot: slot), node: node(ofSlot: slot, core),
+                    slot: slot, baseAddress: core.arena.baseAddress(slot: slot), node: superblockNode(slot, core),
                     freeBytes: core.arena.isRunBody(slot: slot) ? 0 : core.arena.freeBytes(slot: slot),
                     unmovableBytes: core.tracker.bytes(slot: slot, mobility: .unmovable),
                     movableBytes: core.tracker.bytes(slot: slot, mobility: .movable),
@@ -38,22 +38,13 @@ extension MemoryPool {
             let reclaimable = core.tracker.bytes(slot: slot, mobility: .reclaimable)
             guard unmovable == 0, !(compactableOnly && reclaimable > 0) else { continue }
             result.append(SuperblockCandidate(
-                slot: slot, baseAddress: arena.baseAddress(slot: slot), node: node(ofSlot: slot, core),
+                slot: slot, baseAddress: arena.baseAddress(slot: slot), node: superblockNode(slot, core),
                 freeBytes: arena.freeBytes(slot: slot), unmovableBytes: 0,
                 movableBytes: core.tracker.bytes(slot: slot, mobility: .movable), reclaimableBytes: reclaimable,
                 allocationCount: core.tracker.allocationCount(slot: slot)))
         }
         result.sort { ($0.cost, $0.allocationCount, $0.slot) < ($1.cost, $1.allocationCount, $1.slot) }
         return Array(result.prefix(count))
-    }
-
-    private func node(ofSlot slot: Int, _ core: borrowing PoolCore) -> Int {
-        if slot < ownSuperblockCount {
-            let (region, superblock) = ownLocation(slot: slot)
-            return region.superblockNodes[superblock]
-        }
-        if let loan = core.borrowed[slot] { return loan.region.superblockNodes[loan.superblock] }
-        return -1
     }
 
     // MARK: Handlers and shrinkers
@@ -222,6 +213,7 @@ extension MemoryPool {
                         UnsafeMutableRawPointer(bitPattern: destination.address)!.copyMemory(
                             from: UnsafeRawPointer(bitPattern: source)!, byteCount: size)
                         handles.finishMove(index, from: source, to: destination.address, state: saved)
+                        accounting?.move(from: source, to: destination.address)
                         core.freeBlock(location, mobility: .movable)
                         report.blocksMoved += 1
                         report.bytesMoved += size
@@ -239,6 +231,7 @@ extension MemoryPool {
         let returns = core.locked { core -> [Loan] in
             for (plan, moved) in zip(external, accepted) {
                 if moved {
+                    accounting?.move(from: plan.0.source, to: plan.0.destination)
                     core.freeBlock(plan.source, mobility: .movable)
                     report.blocksMoved += 1
                     report.bytesMoved += plan.0.byteCount

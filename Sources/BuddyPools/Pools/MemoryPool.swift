@@ -38,6 +38,10 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     let relocationHandler = Mutex<RelocationHandler?>(nil)
     /// Asked to drop reclaimable allocations before a request fails.
     let shrinkers = Mutex<ShrinkerList>(ShrinkerList())
+    /// Live blocks by allocation site, when the configuration asks for it.
+    let accounting: AllocationAccounting?
+    /// `accounting != nil`, as a plain flag: testing it on the fast path retains nothing.
+    let countsSites: Bool
 
     /// The own regions, flattened for the free fast path: base, size, state bytes, owners.
     let fastRegions: UnsafeMutablePointer<FastRegion>
@@ -146,6 +150,8 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
             caches = nil
         }
         cacheFastPath = caches?.fastPath(poolID: id, region: fastRegions.pointee) ?? .disabled
+        accounting = configuration.allocationAccounting ? AllocationAccounting() : nil
+        countsSites = configuration.allocationAccounting
         for region in managed { PoolRegistry.addRange(region.addressRange, pool: id) }
         if let index { PoolRegistry.bindCacheIndex(index, to: self) }
         Diagnostics.report(.debug, DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "created: \(self)", bytes: capacity))

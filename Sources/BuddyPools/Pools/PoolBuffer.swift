@@ -17,8 +17,10 @@ public struct PoolBuffer<Element>: ~Copyable {
     public var pool: MemoryPool { poolReference.takeUnretainedValue() }
 
     /// `count` elements, each initialized to `value`.
-    public init(pool: MemoryPool, count: Int, repeating value: Element) throws(PoolError) {
-        baseAddress = try pool.allocate(Element.self, count: count)
+    public init(
+        pool: MemoryPool, count: Int, repeating value: Element, file: StaticString = #fileID, line: UInt = #line
+    ) throws(PoolError) {
+        baseAddress = try pool.allocate(Element.self, count: count, file: file, line: line)
         baseAddress.initialize(repeating: value, count: count)
         poolReference = Unmanaged.passRetained(pool)
         self.count = count
@@ -69,12 +71,15 @@ public struct PoolBuffer<Element>: ~Copyable {
 
 extension MemoryPool {
     /// Uninitialized memory for `count` values of `type`, aligned for it (at least 16 bytes).
-    public func allocate<T>(_ type: T.Type, count: Int) throws(PoolError) -> UnsafeMutablePointer<T> {
+    public func allocate<T>(
+        _ type: T.Type, count: Int, file: StaticString = #fileID, line: UInt = #line
+    ) throws(PoolError) -> UnsafeMutablePointer<T> {
         let (bytes, overflow) = MemoryLayout<T>.stride.multipliedReportingOverflow(by: max(count, 1))
         guard count > 0, !overflow else {
             throw .invalidRequest(InvalidRequest(
                 pool: name, byteCount: count, alignment: MemoryLayout<T>.alignment, reason: count > 0 ? .countOverflow : .zeroOrNegativeSize))
         }
-        return try allocate(byteCount: bytes, alignment: max(16, MemoryLayout<T>.alignment)).bindMemory(to: T.self, capacity: count)
+        return try allocate(byteCount: bytes, alignment: max(16, MemoryLayout<T>.alignment), file: file, line: line)
+            .bindMemory(to: T.self, capacity: count)
     }
 }

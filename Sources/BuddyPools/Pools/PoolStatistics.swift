@@ -58,6 +58,8 @@ public struct PoolStatistics: Sendable, Codable, Equatable {
     public var highWaterBytes: Int
     /// Free blocks per order, like /proc/buddyinfo (index = order).
     public var freeBlocksByOrder: [Int]
+    /// The same per NUMA node the superblocks sit on ("-1": unknown).
+    public var freeBlocksByNode: [String: [Int]]
     public var largestFreeBlockBytes: Int
     public var allocationCount: Int
     public var deallocationCount: Int
@@ -105,6 +107,13 @@ extension MemoryPool {
         return core.locked { core in
             let managed = core.arena.attachedSlotCount << geometry.superblockShift
             let counts = (0...geometry.maxOrder).map { core.arena.freeBlockCount(order: $0) }
+            var byNode: [String: [Int]] = [:]
+            for slot in 0..<core.arena.slotCapacity where core.arena.isAttached(slot: slot) {
+                let key = String(superblockNode(slot, core))
+                var row = byNode[key] ?? [Int](repeating: 0, count: geometry.maxOrder + 1)
+                for order in 0...geometry.maxOrder { row[order] += core.arena.freeBlockCount(slot: slot, order: order) }
+                byNode[key] = row
+            }
             var byMobility: [String: Int] = [:]
             for slot in 0..<core.arena.slotCapacity where core.arena.isAttached(slot: slot) {
                 if let group = core.arena.mobilityClass(slot: slot), let mobility = Mobility(rawValue: group) {
@@ -122,7 +131,7 @@ extension MemoryPool {
                 priority: priority, locked: configuration.locked, minBlockBytes: geometry.minBlockSize, maxOrder: geometry.maxOrder,
                 superblockBytes: geometry.superblockSize, capacityBytes: capacity, managedBytes: managed,
                 freeBytes: core.arena.freeBytes, cachedBytes: max(0, cached), usedBytes: max(0, used),
-                highWaterBytes: core.counters.highWaterBytes, freeBlocksByOrder: counts,
+                highWaterBytes: core.counters.highWaterBytes, freeBlocksByOrder: counts, freeBlocksByNode: byNode,
                 largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,
                 allocationCount: core.counters.allocations + cachedAllocations,
                 deallocationCount: core.counters.deallocations + cachedFrees, failureCount: core.counters.failures,
@@ -138,6 +147,16 @@ extension MemoryPool {
                 superblocksCompacted: core.counters.superblocksCompacted, relocationsRefused: core.counters.relocationsRefused,
                 releasedBytes: core.released.count << geometry.superblockShift, movableHandles: handles.handleAtAddress.count)
         }
+    }
+
+    /// The node a slot's superblock sits on (-1: unknown).
+    func superblockNode(_ slot: Int, _ core: borrowing PoolCore) -> Int {
+        if slot < ownSuperblockCount {
+            let (region, superblock) = ownLocation(slot: slot)
+            return region.superblockNodes[superblock]
+        }
+        if let loan = core.borrowed[slot] { return loan.region.superblockNodes[loan.superblock] }
+        return -1
     }
 
     /// Exact bytes of buddy metadata for every slot the arena can hold: the arena's bitmaps and
