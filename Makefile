@@ -16,6 +16,7 @@ bench: deps
 	scripts/reserve-hugepages $(BENCH_HUGEPAGES)
 	swift build -c release
 	.build/release/buddypools info
+	.build/release/buddypools verify
 	mkdir -p bench-results
 	.build/release/buddypools-bench --json bench-results/latest.json --svg bench-results/latest.svg $(BENCH_ARGS)
 

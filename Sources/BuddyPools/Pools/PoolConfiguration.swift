@@ -92,10 +92,12 @@ public struct CacheConfiguration: Sendable, Equatable {
 
     /// Caches on; off sends every operation to the pool lock.
     public var enabled = true
-    /// Orders up to this one are cached (nil: up to the superblock).
+    /// Orders up to this one are cached (nil: the largest order whose blocks are at most 1/32 of
+    /// the pool, so caches cannot hoard a small pool).
     public var maxOrder: Int?
     public var sharding: Sharding = .perCPU
-    /// Bytes one thread may hold per order in its magazine (nil: capacity / 256, clamped to 256 KiB...8 MiB).
+    /// Bytes one thread may hold per order in its magazine, at most 64 blocks (nil: capacity / 64,
+    /// clamped to 256 KiB...32 MiB).
     public var magazineBytes: Int?
 
     public init() {}
