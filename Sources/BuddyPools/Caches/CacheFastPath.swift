@@ -55,7 +55,9 @@ struct CacheFastPath: @unchecked Sendable {
         }
         let block = magazine.pointee.entries[count &- 1]
         magazine.pointee.count = count &- 1
-        block.state.pointee.store(BlockState.allocated(order: order, mobilityClass: 0).rawValue, ordering: .relaxed)
+        // Allocated, unmovable (0x20), as `BlockState.allocated(order:mobilityClass: 0)` writes it,
+        // without the conversion checks: cached orders are at most 15.
+        block.state.pointee.store(UInt8(truncatingIfNeeded: 0x20 | order), ordering: .relaxed)
         cache.pointee.pendingCachedBytes &-= magazine.pointee.blockBytes
         cache.pointee.pendingAllocations &+= 1
         leave(cache)
@@ -78,14 +80,16 @@ struct CacheFastPath: @unchecked Sendable {
         offset: UInt, states: UnsafeMutablePointer<Atomic<UInt8>>, owners: UnsafeMutablePointer<Atomic<UInt32>>,
         minBlockShift: Int, superblockShift: Int, maxOrder: Int, poolID: UInt32, expectedOrder: Int?
     ) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
-        guard offset & ((1 &<< UInt(minBlockShift)) &- 1) == 0 else { return nil }
-        let state = states + Int(offset &>> UInt(minBlockShift))
+        // Truncating conversions: shifts are below 64 and `offset` is inside the region, so
+        // nothing is lost, and the fast path carries no overflow traps.
+        guard offset & ((1 &<< UInt(truncatingIfNeeded: minBlockShift)) &- 1) == 0 else { return nil }
+        let state = states + Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: minBlockShift))
         let value = state.pointee.load(ordering: .relaxed)
         // High nibble 2: allocated, unmovable, not raised for alignment, not a run head.
         guard value &>> 4 == 2 else { return nil }
         let order = Int(value & 0x0F)
         guard order <= maxOrder, expectedOrder == nil || expectedOrder == order,
-              owners[Int(offset &>> UInt(superblockShift))].load(ordering: .relaxed) == poolID
+              owners[Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: superblockShift))].load(ordering: .relaxed) == poolID
         else { return nil }
         return (state, order)
     }
@@ -101,7 +105,7 @@ struct CacheFastPath: @unchecked Sendable {
             leave(cache)
             return false
         }
-        state.pointee.store(BlockState.cached(order: order).rawValue, ordering: .relaxed)
+        state.pointee.store(UInt8(truncatingIfNeeded: 0x80 | order), ordering: .relaxed)  // BlockState.cached(order:)
         magazine.pointee.entries[count] = CachedBlock(address: address, state: state)
         magazine.pointee.count = count &+ 1
         cache.pointee.pendingCachedBytes &+= magazine.pointee.blockBytes

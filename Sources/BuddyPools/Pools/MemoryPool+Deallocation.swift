@@ -37,8 +37,7 @@ extension MemoryPool {
     /// In a fork child, freeing memory of a pool made before the fork does nothing.
     public func deallocate(_ pointer: UnsafeMutableRawPointer) {
         let address = UInt(bitPattern: pointer)
-        if countsSites { accounting?.forget(address) }
-        if let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil),
+        if !countsSites, let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil),
            cacheFastPath.push(address: address, state: state, order: order) {
             return
         }
@@ -48,8 +47,7 @@ extension MemoryPool {
     /// Frees a block, also checking that `byteCount` is the size it was allocated with.
     public func deallocate(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
         let address = UInt(bitPattern: pointer)
-        if countsSites { accounting?.forget(address) }
-        if byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
+        if !countsSites, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
            let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: cacheFastPath.order(byteCount: byteCount)),
            cacheFastPath.push(address: address, state: state, order: order) {
             return
@@ -57,10 +55,12 @@ extension MemoryPool {
         deallocateSlowly(address, byteCount: byteCount)
     }
 
-    /// Other regions, full magazines, other threads' first frees, uncached blocks, and every
-    /// bad pointer.
+    /// Other regions, full magazines, other threads' first frees, uncached blocks, pools that
+    /// count allocation sites, and every bad pointer. Out of line, so the fast path above
+    /// needs no stack frame.
     @inline(never)
     private func deallocateSlowly(_ address: UInt, byteCount: Int?) {
+        if countsSites { accounting?.forget(address) }
         if !isForkedChild, let caches, let (state, order) = cacheableBlock(at: address, expectedOrder: byteCount.flatMap {
             $0 > 0 ? geometry.order(byteCount: $0, alignment: 1)?.order : nil
         }) {
