@@ -46,26 +46,29 @@ enum Workloads {
         let pointers = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: live)
         let sizes = UnsafeMutablePointer<Int>.allocate(capacity: live)
         defer { pointers.deallocate(); sizes.deallocate() }
-        for index in 0..<live {
+        /// Draws a size, allocates it into `slot` and touches its first and last byte; on failure
+        /// the slot is marked empty (size 0).
+        @inline(__always) func place(_ slot: Int, _ random: inout WorkloadRandom) -> Bool {
             let size = random.logUniformSize(lowShift: 12, highShift: 22)
-            guard let pointer = allocator.allocate(size) else { return nil }
-            cbench_touch(pointer)
-            cbench_touch(pointer + size - 1)
-            pointers[index] = pointer
-            sizes[index] = size
-        }
-        defer { for index in 0..<live { allocator.deallocate(pointers[index], size: sizes[index]) } }
-
-        @inline(__always) func replace(_ random: inout WorkloadRandom) -> Bool {
-            let slot = Int(random.next() & UInt64(live - 1))
-            allocator.deallocate(pointers[slot], size: sizes[slot])
-            let size = random.logUniformSize(lowShift: 12, highShift: 22)
-            guard let pointer = allocator.allocate(size) else { return false }
+            guard let pointer = allocator.allocate(size) else {
+                sizes[slot] = 0
+                return false
+            }
             cbench_touch(pointer)
             cbench_touch(pointer + size - 1)
             pointers[slot] = pointer
             sizes[slot] = size
             return true
+        }
+        var placed = 0
+        while placed < live, place(placed, &random) { placed += 1 }
+        defer { for index in 0..<placed where sizes[index] > 0 { allocator.deallocate(pointers[index], size: sizes[index]) } }
+        guard placed == live else { return nil }
+
+        @inline(__always) func replace(_ random: inout WorkloadRandom) -> Bool {
+            let slot = Int(random.next() & UInt64(live - 1))
+            allocator.deallocate(pointers[slot], size: sizes[slot])
+            return place(slot, &random)
         }
 
         for _ in 0..<(live * 4) where !replace(&random) { return nil }
