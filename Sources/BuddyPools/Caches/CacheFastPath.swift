@@ -4,36 +4,37 @@ import Synchronization
 /// The lock-free paths of a pool: the calling thread's magazine, reached through one TLS
 /// load, with no lock, no atomic read-modify-write and no reference counting. Held by value
 /// in the pool, with the pool's first region, so a free needs no lookup.
+@usableFromInline
 struct CacheFastPath: @unchecked Sendable {
     // @unchecked: the pointers reach state bytes and owners, which are atomics.
-    let cacheIndex: Int
-    let token: UInt64
+    @usableFromInline let cacheIndex: Int
+    @usableFromInline let token: UInt64
     /// Highest cached order; -1 when the pool has no caches.
-    let maxOrder: Int
-    let minBlockShift: Int
-    let superblockShift: Int
+    @usableFromInline let maxOrder: Int
+    @usableFromInline let minBlockShift: Int
+    @usableFromInline let superblockShift: Int
     /// Bytes of a block of `maxOrder` (0 without caches).
-    let maxCachedBytes: Int
-    let poolID: UInt32
+    @usableFromInline let maxCachedBytes: Int
+    @usableFromInline let poolID: UInt32
     /// The pool's first region.
-    let regionBase: UInt
-    let regionBytes: UInt
-    let states: UnsafeMutablePointer<Atomic<UInt8>>?
-    let owners: UnsafeMutablePointer<Atomic<UInt32>>?
+    @usableFromInline let regionBase: UInt
+    @usableFromInline let regionBytes: UInt
+    @usableFromInline let states: UnsafeMutablePointer<Atomic<UInt8>>?
+    @usableFromInline let owners: UnsafeMutablePointer<Atomic<UInt32>>?
 
     static let disabled = CacheFastPath(
         cacheIndex: 0, token: 0, maxOrder: -1, minBlockShift: 12, superblockShift: 21, maxCachedBytes: 0, poolID: 0,
         regionBase: 0, regionBytes: 0, states: nil, owners: nil)
 
     /// The order of an unmovable request of `byteCount` (1 ... maxCachedBytes).
-    @inline(__always)
+    @inlinable @inline(__always)
     func order(byteCount: Int) -> Int {
         // Or-ing in the minimum block's bits makes anything up to it order 0.
         Int.bitWidth &- ((byteCount &- 1) | ((1 &<< minBlockShift) &- 1)).leadingZeroBitCount &- minBlockShift
     }
 
     /// The calling thread's cache for this pool, if it has one.
-    @inline(__always)
+    @inlinable @inline(__always)
     func currentThreadCache() -> UnsafeMutablePointer<ThreadCache>? {
         guard let root = cnuma_thread_cache(),
               let raw = root.load(fromByteOffset: cacheIndex &* MemoryLayout<UnsafeMutableRawPointer?>.stride, as: UnsafeMutableRawPointer?.self)
@@ -43,7 +44,7 @@ struct CacheFastPath: @unchecked Sendable {
     }
 
     /// Pops a cached block and marks it allocated; nil sends the caller to the slow path.
-    @inline(__always)
+    @inlinable @inline(__always)
     func pop(order: Int) -> UInt? {
         guard let cache = currentThreadCache() else { return nil }
         guard enter(cache) else { return nil }
@@ -66,7 +67,7 @@ struct CacheFastPath: @unchecked Sendable {
 
     /// The state byte and order of a block in the first region that the fast path may free:
     /// an allocated, unmovable, plain head of a cached order, in a superblock this pool owns.
-    @inline(__always)
+    @inlinable @inline(__always)
     func cacheableHead(at address: UInt, expectedOrder: Int?) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
         let offset = address &- regionBase
         guard offset < regionBytes, let states, let owners else { return nil }
@@ -75,7 +76,7 @@ struct CacheFastPath: @unchecked Sendable {
             maxOrder: maxOrder, poolID: poolID, expectedOrder: expectedOrder)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     static func cacheableHead(
         offset: UInt, states: UnsafeMutablePointer<Atomic<UInt8>>, owners: UnsafeMutablePointer<Atomic<UInt32>>,
         minBlockShift: Int, superblockShift: Int, maxOrder: Int, poolID: UInt32, expectedOrder: Int?
@@ -95,7 +96,7 @@ struct CacheFastPath: @unchecked Sendable {
     }
 
     /// Pushes a block the caller has checked; false sends the caller to the slow path.
-    @inline(__always)
+    @inlinable @inline(__always)
     func push(address: UInt, state: UnsafeMutablePointer<Atomic<UInt8>>, order: Int) -> Bool {
         guard let cache = currentThreadCache() else { return false }
         guard enter(cache) else { return false }
@@ -115,13 +116,13 @@ struct CacheFastPath: @unchecked Sendable {
     }
 
     /// The magazine of `order`, at a fixed offset from the cache (no pointer to load).
-    @inline(__always)
-    private static func magazine(_ cache: UnsafeMutablePointer<ThreadCache>, _ order: Int) -> UnsafeMutablePointer<Magazine> {
+    @inlinable @inline(__always)
+    static func magazine(_ cache: UnsafeMutablePointer<ThreadCache>, _ order: Int) -> UnsafeMutablePointer<Magazine> {
         (UnsafeMutableRawPointer(cache) + ThreadCache.magazinesOffset).assumingMemoryBound(to: Magazine.self) + order
     }
 
-    @inline(__always)
-    private func enter(_ cache: UnsafeMutablePointer<ThreadCache>) -> Bool {
+    @inlinable @inline(__always)
+    func enter(_ cache: UnsafeMutablePointer<ThreadCache>) -> Bool {
         let drainRequested: UInt8
         if cnuma_under_thread_sanitizer() != 0 {
             // Real fences, which TSan understands (it cannot see the drainer's membarrier).
@@ -139,8 +140,8 @@ struct CacheFastPath: @unchecked Sendable {
         return true
     }
 
-    @inline(__always)
-    private func leave(_ cache: UnsafeMutablePointer<ThreadCache>) {
+    @inlinable @inline(__always)
+    func leave(_ cache: UnsafeMutablePointer<ThreadCache>) {
         cnuma_compiler_barrier()
         cache.pointee.inUse.store(0, ordering: .releasing)
     }

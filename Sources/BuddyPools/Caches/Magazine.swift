@@ -2,20 +2,28 @@ import Synchronization
 
 /// A block sitting in a cache: its address and its state byte (so the fast path never has
 /// to look the block up again to mark it allocated).
+@usableFromInline
 struct CachedBlock {
-    var address: UInt
-    var state: UnsafeMutablePointer<Atomic<UInt8>>
+    @usableFromInline var address: UInt
+    @usableFromInline var state: UnsafeMutablePointer<Atomic<UInt8>>
+
+    @usableFromInline
+    init(address: UInt, state: UnsafeMutablePointer<Atomic<UInt8>>) {
+        self.address = address
+        self.state = state
+    }
 }
 
 /// A bounded LIFO stack of cached blocks of one order. Plain memory: whoever may touch it
 /// (the owning thread, or the holder of the enclosing lock) is decided outside.
+@usableFromInline
 struct Magazine {
-    var count: Int
-    let capacity: Int
+    @usableFromInline var count: Int
+    @usableFromInline let capacity: Int
     /// Blocks moved at once between this magazine and the level behind it.
     let batch: Int
-    let blockBytes: Int
-    let entries: UnsafeMutablePointer<CachedBlock>
+    @usableFromInline let blockBytes: Int
+    @usableFromInline let entries: UnsafeMutablePointer<CachedBlock>
 
     var isEmpty: Bool { count == 0 }
     var isFull: Bool { count == capacity }

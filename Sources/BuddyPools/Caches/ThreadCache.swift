@@ -13,11 +13,12 @@ import Glibc
 /// sets `drainRequested`, runs membarrier(2), which orders the owner's accesses as a full
 /// fence would, and waits for `inUse` to clear. From then on the owner sees the request and
 /// takes `lock` for its own operations until the drainer is done.
+@usableFromInline
 struct ThreadCache: ~Copyable {
     /// The pool's token; a slot holding another token belongs to a pool that is gone.
-    let token: UInt64
-    let inUse: Atomic<UInt8>
-    let drainRequested: Atomic<UInt8>
+    @usableFromInline let token: UInt64
+    @usableFromInline let inUse: Atomic<UInt8>
+    @usableFromInline let drainRequested: Atomic<UInt8>
     /// Held by drainers, and by the owner on its slow path.
     let lock: Mutex<Void>
     let magazines: UnsafeMutablePointer<Magazine>
@@ -26,9 +27,9 @@ struct ThreadCache: ~Copyable {
     /// The mapping holding this structure, released when the cache is freed.
     let storage: Unmanaged<MetadataBuffer>
     /// Owner-side tallies not yet added to the pool's counters (folded on each slow path).
-    var pendingCachedBytes = 0
-    var pendingAllocations = 0
-    var pendingFrees = 0
+    @usableFromInline var pendingCachedBytes = 0
+    @usableFromInline var pendingAllocations = 0
+    @usableFromInline var pendingFrees = 0
 
     init(token: UInt64, magazines: UnsafeMutablePointer<Magazine>, orderCount: Int, cacheIndex: Int, storage: Unmanaged<MetadataBuffer>) {
         self.token = token
@@ -43,6 +44,7 @@ struct ThreadCache: ~Copyable {
 
     /// Where the magazines start, relative to the cache: right after the header, so the fast
     /// path computes their address instead of loading it.
+    @inlinable
     static var magazinesOffset: Int { (MemoryLayout<ThreadCache>.stride + 63) & ~63 }
 
     /// Allocates and initializes a cache (header, magazines, entries) in one mapping.

@@ -11,6 +11,10 @@ extension MemoryPool {
     ///
     /// `file` and `line` name the caller for allocation accounting (see `topAllocationSites`);
     /// they cost nothing when the pool does not count by site.
+    ///
+    /// Inlinable with its cached path (and `deallocate`): in buddypools-bench fixed-4K that took
+    /// a pair from 204 to 152 instructions (callgrind) and from 9.9-15 to 9.2-9.4 ns.
+    @inlinable
     public func allocate(
         byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
     ) throws(PoolError) -> UnsafeMutableRawPointer {
@@ -23,8 +27,8 @@ extension MemoryPool {
     /// Everything but the fast path of `allocate`, out of line: the throw and the accounting
     /// would otherwise give the fast path a stack frame and register spills (about 20
     /// instructions of a 4 KiB pair, counted with callgrind).
-    @inline(never)
-    private func allocateOutOfLine(
+    @usableFromInline @inline(never)
+    func allocateOutOfLine(
         byteCount: Int, alignment: Int, mobility: Mobility, file: StaticString, line: UInt
     ) throws(PoolError) -> UnsafeMutableRawPointer {
         let pointer: UnsafeMutableRawPointer
@@ -64,8 +68,8 @@ extension MemoryPool {
 
     /// The fast path: a small unmovable request with an alignment the minimum block meets (a
     /// power of two no larger than it), from this thread's magazine.
-    @inline(__always)
-    private func cachedAllocation(byteCount: Int, alignment: Int, mobility: Mobility) -> UnsafeMutableRawPointer? {
+    @inlinable @inline(__always)
+    func cachedAllocation(byteCount: Int, alignment: Int, mobility: Mobility) -> UnsafeMutableRawPointer? {
         guard mobility == .unmovable, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
               alignment > 0, alignment & (alignment &- 1) == 0, alignment &>> cacheFastPath.minBlockShift == 0,
               let address = cacheFastPath.pop(order: cacheFastPath.order(byteCount: byteCount))

@@ -35,6 +35,7 @@ extension MemoryPool {
     /// Frees a block. A pointer this pool did not hand out, or one already freed, stops the
     /// process with a message naming the pool and the address (release builds included).
     /// In a fork child, freeing memory of a pool made before the fork does nothing.
+    @inlinable
     public func deallocate(_ pointer: UnsafeMutableRawPointer) {
         let address = UInt(bitPattern: pointer)
         if !countsSites, let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil),
@@ -45,6 +46,7 @@ extension MemoryPool {
     }
 
     /// Frees a block, also checking that `byteCount` is the size it was allocated with.
+    @inlinable
     public func deallocate(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
         let address = UInt(bitPattern: pointer)
         if !countsSites, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
@@ -58,8 +60,8 @@ extension MemoryPool {
     /// Other regions, full magazines, other threads' first frees, uncached blocks, pools that
     /// count allocation sites, and every bad pointer. Out of line, so the fast path above
     /// needs no stack frame.
-    @inline(never)
-    private func deallocateSlowly(_ address: UInt, byteCount: Int?) {
+    @usableFromInline @inline(never)
+    func deallocateSlowly(_ address: UInt, byteCount: Int?) {
         if countsSites { accounting?.forget(address) }
         if !isForkedChild, let caches, let (state, order) = cacheableBlock(at: address, expectedOrder: byteCount.flatMap {
             $0 > 0 ? geometry.order(byteCount: $0, alignment: 1)?.order : nil

@@ -24,7 +24,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     let core: Mutex<PoolCore>
     let caches: PoolCaches?
     /// The caches' lock-free operations, inline so the fast path retains nothing.
-    let cacheFastPath: CacheFastPath
+    @usableFromInline let cacheFastPath: CacheFastPath
     private let cacheIndex: Int?
     private let metadata: MetadataBuffer
     /// The fork generation the pool was made in; in a later one (a fork child) it is unusable.
@@ -41,7 +41,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     /// Live blocks by allocation site, when the configuration asks for it.
     let accounting: AllocationAccounting?
     /// `accounting != nil`, as a plain flag: testing it on the fast path retains nothing.
-    let countsSites: Bool
+    @usableFromInline let countsSites: Bool
 
     /// The own regions, flattened for the free fast path: base, size, state bytes, owners.
     let fastRegions: UnsafeMutablePointer<FastRegion>
