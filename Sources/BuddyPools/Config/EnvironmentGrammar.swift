@@ -57,11 +57,9 @@ enum EnvironmentGrammar {
             }
             var specification = PoolSpecification(name: name, nameOffset: offset)
             let body = part[part.index(after: colon)...]
-            var fieldOffset = offset + name.count + 1
             guard !body.isEmpty else { throw fail(name, part, offset, "at least size=<size> after '\(name):'") }
             var seenKeys: Set<Substring> = []
-            for field in body.split(separator: ",", omittingEmptySubsequences: false) {
-                defer { fieldOffset += field.count + 1 }
+            for (field, fieldOffset) in fields(of: body, at: offset + name.count + 1) {
                 guard !field.isEmpty else { throw fail(name, field, fieldOffset, "<key>=<value> between ',' separators (remove the empty part)") }
                 guard let equals = field.firstIndex(of: "=") else {
                     throw fail(name, field, fieldOffset, "<key>=<value> with a key from: \(keyList)")
@@ -85,6 +83,27 @@ enum EnvironmentGrammar {
             specifications.append(specification)
         }
         return specifications
+    }
+
+    /// Keys whose values are numactl-style lists, which may go on across commas.
+    static let listKeys = ["nodes", "cpus"]
+
+    /// Splits a pool's body at ',' into fields with their offsets. A list keeps going across
+    /// commas: in `nodes=0,2,cpus=0-3,8` the bare `2` and `8` continue the list before them.
+    private static func fields(of body: Substring, at start: Int) -> [(text: Substring, offset: Int)] {
+        var result: [(text: Substring, offset: Int)] = []
+        var offset = start
+        for piece in body.split(separator: ",", omittingEmptySubsequences: false) {
+            defer { offset += piece.count + 1 }
+            if let last = result.last, listKeys.contains(where: { last.text.hasPrefix($0 + "=") }),
+               !piece.isEmpty, piece.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "-") }) {
+                // Pieces share the body's indices: widen the previous field over the comma.
+                result[result.count - 1].text = body[last.text.startIndex..<piece.endIndex]
+                continue
+            }
+            result.append((piece, offset))
+        }
+        return result
     }
 
     private static func assign(
