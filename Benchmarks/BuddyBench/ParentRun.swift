@@ -87,6 +87,6 @@ struct ParentRun {
             date: formatter.string(from: start), command: CommandLine.arguments.joined(separator: " "),
             machine: .current(), settings: settings, repeats: repeats,
             scenarios: Dictionary(uniqueKeysWithValues: scenarios.map { ($0.rawValue, $0.summary) }),
-            aggregates: aggregates, targets: Targets.evaluate(aggregates), runs: runs)
+            aggregates: aggregates, targets: Targets.evaluate(aggregates, gupsBytes: settings.gupsBytes), runs: runs)
     }
 }

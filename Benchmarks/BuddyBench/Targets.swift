@@ -1,3 +1,4 @@
+import BuddyPools
 import Foundation
 
 /// The figures the project promised, checked against this run.
@@ -10,7 +11,9 @@ struct TargetCheck: Codable, Sendable {
 }
 
 enum Targets {
-    static func evaluate(_ aggregates: [Aggregate]) -> [TargetCheck] {
+    /// - Parameter gupsBytes: the GUPS table of this run; the target is set for 4 GiB and is not
+    ///   judged on smaller tables (`--quick`), where 4 KiB pages still reach most of it.
+    static func evaluate(_ aggregates: [Aggregate], gupsBytes: Int) -> [TargetCheck] {
         func value(_ scenario: Scenario, _ contender: Contender) -> Aggregate? {
             aggregates.first { $0.scenario == scenario && $0.contender == contender && $0.status == .ok }
         }
@@ -55,8 +58,11 @@ enum Targets {
         checks.append(TargetCheck(name: "fixed-64K: numa_alloc_onnode vs pool", goal: ">= 100x more ns per pair",
                                   measured: numaRatio.map { String(format: "%.0fx", $0) } ?? "not measured", met: numaRatio.map { $0 >= 100 }))
         let gups = ns(.gups, .glibc).flatMap { malloc in ns(.gups, .buddypools).map { malloc / $0 } }
-        checks.append(TargetCheck(name: "gups: pool vs glibc malloc", goal: ">= 1.4x faster",
-                                  measured: gups.map { String(format: "%.2fx", $0) } ?? "not measured", met: gups.map { $0 >= 1.4 }))
+        let fullTable = gupsBytes >= 4 << 30
+        checks.append(TargetCheck(
+            name: "gups: pool vs glibc malloc (4 GiB table)", goal: ">= 1.4x faster",
+            measured: gups.map { String(format: "%.2fx", $0) + (fullTable ? "" : " on a \(ByteCount.format(gupsBytes)) table, not judged") } ?? "not measured",
+            met: fullTable ? gups.map { $0 >= 1.4 } : nil))
         if let churn = value(.churn, .buddypools), let recoverable = churn.metrics["grouping_recoverable_success_rate"],
            let overall = churn.metrics["grouping_success_rate"] {
             let plain = churn.metrics["nogrouping_success_rate"] ?? .nan
