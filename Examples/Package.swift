@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 // Examples that need more than the library (Open MPI for the stencil), kept out of the root
 // package so its build needs nothing but libnuma.
 import Foundation
