@@ -36,11 +36,7 @@ struct CacheFastPath: @unchecked Sendable {
     /// The calling thread's cache for this pool, if it has one.
     @inlinable @inline(__always)
     func currentThreadCache() -> UnsafeMutablePointer<ThreadCache>? {
-        guard let root = cnuma_thread_cache(),
-              let raw = root.load(fromByteOffset: cacheIndex &* MemoryLayout<UnsafeMutableRawPointer?>.stride, as: UnsafeMutableRawPointer?.self)
-        else { return nil }
-        let cache = raw.assumingMemoryBound(to: ThreadCache.self)
-        return cache.pointee.token == token ? cache : nil
+        ThreadCache.current(cacheIndex: cacheIndex, token: token)
     }
 
     /// Pops a cached block and marks it allocated; nil sends the caller to the slow path.

@@ -138,11 +138,7 @@ final class PoolCaches: @unchecked Sendable {
 
     /// The calling thread's cache for this pool, if it has one.
     func currentThreadCache() -> UnsafeMutablePointer<ThreadCache>? {
-        guard let root = cnuma_thread_cache(),
-              let raw = root.load(fromByteOffset: cacheIndex * MemoryLayout<UnsafeMutableRawPointer?>.stride, as: UnsafeMutableRawPointer?.self)
-        else { return nil }
-        let cache = raw.assumingMemoryBound(to: ThreadCache.self)
-        return cache.pointee.token == token ? cache : nil
+        ThreadCache.current(cacheIndex: cacheIndex, token: token)
     }
 
     // MARK: Slow path (owner thread, under its cache lock)

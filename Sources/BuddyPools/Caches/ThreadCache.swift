@@ -44,6 +44,17 @@ struct ThreadCache: ~Copyable {
 
     /// Where the magazines start, relative to the cache: right after the header, so the fast
     /// path computes their address instead of loading it.
+    /// The calling thread's cache at `cacheIndex` of its TLS root, if it belongs to the pool
+    /// holding `token` (a slot with another token is left by a pool that is gone).
+    @inlinable @inline(__always)
+    static func current(cacheIndex: Int, token: UInt64) -> UnsafeMutablePointer<ThreadCache>? {
+        guard let root = cnuma_thread_cache(),
+              let raw = root.load(fromByteOffset: cacheIndex &* MemoryLayout<UnsafeMutableRawPointer?>.stride, as: UnsafeMutableRawPointer?.self)
+        else { return nil }
+        let cache = raw.assumingMemoryBound(to: ThreadCache.self)
+        return cache.pointee.token == token ? cache : nil
+    }
+
     @inlinable
     static var magazinesOffset: Int { (MemoryLayout<ThreadCache>.stride + 63) & ~63 }
 

@@ -31,14 +31,7 @@ extension MemoryPool {
     func allocateOutOfLine(
         byteCount: Int, alignment: Int, mobility: Mobility, file: StaticString, line: UInt
     ) throws(PoolError) -> UnsafeMutableRawPointer {
-        let pointer: UnsafeMutableRawPointer
-        if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
-            pointer = cached
-        } else {
-            pointer = try allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility).get()
-        }
-        if countsSites { noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line) }
-        return pointer
+        try tryAllocate(byteCount: byteCount, alignment: alignment, mobility: mobility, file: file, line: line).get()
     }
 
     /// `allocate` without the Swift error machinery: a failure is returned, not thrown, so no

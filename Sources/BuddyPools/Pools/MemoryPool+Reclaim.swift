@@ -125,7 +125,7 @@ extension MemoryPool {
     public func compact(superblocks wanted: Int = 1) -> CompactionReport {
         evacuate { core in
             var chosen: [Int] = []
-            var room = movableRoom(core, excluding: [])
+            var room = movableRoom(core)
             let targets = candidates(core, count: core.arena.slotCapacity, compactableOnly: true)
                 .filter { $0.freeBytes < geometry.superblockSize && $0.movableBytes > 0 }
             for target in targets where chosen.count < wanted {
@@ -175,10 +175,7 @@ extension MemoryPool {
     /// Quarantines the chosen superblocks, moves their movable blocks elsewhere (handles under the
     /// lock, raw blocks through the relocation handler outside it), and reports.
     private func evacuate(choose: (borrowing PoolCore) -> [Int]) -> CompactionReport {
-        if let caches {
-            caches.drainAllThreads(backend: self)
-            caches.drainLocal(backend: self)
-        }
+        drainCaches()
         let handler = relocationHandler.locked { $0 }
         var report = CompactionReport()
         var external: [(Relocation, source: BlockLocation, destination: BlockLocation)] = []
@@ -260,11 +257,11 @@ extension MemoryPool {
         return report
     }
 
-    /// Free bytes in partly used, movable superblocks other than `excluded`: where moved blocks can
-    /// go without taking a wholly free superblock.
-    private func movableRoom(_ core: borrowing PoolCore, excluding excluded: Set<Int>) -> Int {
+    /// Free bytes in partly used, movable superblocks: where moved blocks can go without taking a
+    /// wholly free superblock.
+    private func movableRoom(_ core: borrowing PoolCore) -> Int {
         var room = 0
-        for other in 0..<core.arena.slotCapacity where !excluded.contains(other) && core.arena.isAttached(slot: other) {
+        for other in 0..<core.arena.slotCapacity where core.arena.isAttached(slot: other) {
             guard core.arena.mobilityClass(slot: other) == (core.grouping ? Mobility.movable.rawValue : 0),
                   !core.arena.isWhollyFree(slot: other), !core.arena.isQuarantined(slot: other)
             else { continue }
@@ -281,10 +278,7 @@ extension MemoryPool {
     @discardableResult
     public func shrink(to targetBytes: Int) -> ShrinkReport {
         var report = ShrinkReport()
-        if let caches {
-            caches.drainAllThreads(backend: self)
-            caches.drainLocal(backend: self)
-        }
+        drainCaches()
         let superblock = geometry.superblockSize
         while true {
             let (managed, step) = core.locked { core -> (Int, ShrinkStep) in
@@ -353,15 +347,10 @@ extension MemoryPool {
         }) {
             let (region, superblock) = ownLocation(slot: slot)
             let pointer = UnsafeMutableRawPointer(bitPattern: region.superblockBase(superblock))!
-            if cnuma_advise(pointer, geometry.superblockSize, CNUMA_ADVISE_POPULATE_WRITE) != 0 {
-                let code = currentErrno()
-                if code == EINVAL {
-                    cnuma_touch_pages(pointer, geometry.superblockSize, region.region.pageSize.isHugetlb ? region.region.pageSize.bytes : 4096)
-                } else {
-                    throw .system(SystemError(
-                        .insufficientMemory, call: "madvise(MADV_POPULATE_WRITE) growing pool \(name)", errno: code,
-                        advice: "the pool's nodes could not supply a superblock of \(region.region.pageSize) again"))
-                }
+            if case .failed(let code) = PagePopulation.populate(pointer, byteCount: geometry.superblockSize, pageSize: region.region.pageSize) {
+                throw .system(SystemError(
+                    .insufficientMemory, call: "madvise(MADV_POPULATE_WRITE) growing pool \(name)", errno: code,
+                    advice: "the pool's nodes could not supply a superblock of \(region.region.pageSize) again"))
             }
             if region.region.isLocked, !region.region.pageSize.isHugetlb, cnuma_lock(pointer, geometry.superblockSize) != 0 {
                 throw .system(SystemError(

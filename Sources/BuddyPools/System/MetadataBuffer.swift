@@ -26,7 +26,8 @@ final class MetadataBuffer: @unchecked Sendable {
         }
         // Inherited across fork (unlike pool memory): a child that frees a parent's pointer reads
         // its state byte before it learns the pool is unusable there, and must not fault.
-        if cnuma_advise(reservation, byteCount, CNUMA_ADVISE_POPULATE_WRITE) != 0 {
+        if case .failed = PagePopulation.populate(reservation, byteCount: byteCount, pageSize: .base) {
+            // Metadata is small; writing each page faults it in where the kernel refused to.
             cnuma_touch_pages(reservation, byteCount, 4096)
         }
         if locked, cnuma_lock(reservation, byteCount) != 0 {

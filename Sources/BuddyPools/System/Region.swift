@@ -203,13 +203,14 @@ public final class Region: Sendable, CustomStringConvertible {
         // Regions are not inherited: fork stays cheap and a child never copy-on-writes hugetlb pages.
         _ = cnuma_advise(base, byteCount, CNUMA_ADVISE_DONTFORK)
 
-        if cnuma_advise(base, byteCount, CNUMA_ADVISE_POPULATE_WRITE) != 0 {
-            let code = currentErrno()
+        switch PagePopulation.populate(base, byteCount: byteCount, pageSize: pageSize) {
+        case .populated:
+            break
+        case .touched:
+            // Kernels before 5.14 lack MADV_POPULATE_WRITE; the capacity checks above stand in for its EFAULT.
+            notes.append("populated by touching each page (no MADV_POPULATE_WRITE on this kernel)")
+        case .failed(let code):
             switch code {
-            case EINVAL:
-                // Kernels before 5.14 lack MADV_POPULATE_WRITE; the capacity checks above stand in for its EFAULT.
-                cnuma_touch_pages(base, byteCount, pageSize.isHugetlb ? pageSize.bytes : 4096)
-                notes.append("populated by touching each page (no MADV_POPULATE_WRITE on this kernel)")
             case EFAULT where pageSize.isHugetlb, ENOMEM where pageSize.isHugetlb:
                 throw fail(SystemError(
                     .hugepagesUnavailable, call: "madvise(MADV_POPULATE_WRITE, \(pageSize))", errno: code,
