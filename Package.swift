@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "BuddyPoolsMetrics", targets: ["BuddyPoolsMetrics"]),
         .executable(name: "buddypools", targets: ["buddypools"]),
         .executable(name: "buddypools-bench", targets: ["BuddyBench"]),
+        .executable(name: "buddypools-count", targets: ["InstructionCount"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -57,6 +58,11 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/BuddyBench"
+        ),
+        .executableTarget(
+            name: "InstructionCount",
+            dependencies: ["BuddyPools"],
+            path: "Benchmarks/InstructionCount"
         ),
         .target(
             name: "CTestSupport",
