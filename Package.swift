@@ -18,16 +18,26 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
+        // The layers, bottom up; each arrow points down, and only BuddySystem imports CNuma.
         // The C shim: what Swift cannot import directly (libnuma, mmap flags, __thread, membarrier).
         .target(
             name: "CNuma",
             path: "CNuma",
             linkerSettings: [.linkedLibrary("numa")]
         ),
-        .target(
-            name: "BuddyPools",
-            dependencies: ["CNuma"]
-        ),
+        // The buddy algorithm over any memory: arena, geometry, state bytes. No OS, no dependency.
+        .target(name: "BuddyCore"),
+        // The one door to the OS: every system call wrapped once, topology, regions, placement.
+        .target(name: "BuddySystem", dependencies: ["BuddyCore", "CNuma"]),
+        // Per-thread magazines and per-CPU depots in front of a pool, and the fast path they serve.
+        .target(name: "BuddyCaches", dependencies: ["BuddyCore", "BuddySystem"]),
+        // PoolConfiguration and the BUDDYPOOLS grammar that fills it: plain values for the pools.
+        .target(name: "BuddyConfig", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches"]),
+        // MemoryPool and PoolSet: creation, allocation, checked frees, lending, reclaim, statistics.
+        .target(name: "MemoryPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddyConfig"]),
+        // The umbrella users import: re-exports the layers' public names.
+        .target(name: "BuddyPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddyConfig", "MemoryPools"]),
+        // Optional adapters: pool gauges and counters for swift-metrics, diagnostics for swift-log.
         .target(
             name: "BuddyPoolsMetrics",
             dependencies: [
@@ -36,6 +46,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
+        // The command line tool: info, check, verify.
         .executableTarget(
             name: "buddypools",
             dependencies: [
@@ -43,34 +54,53 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // What the benchmark needs from C: peers through dlopen, libnuma's allocator, pinning.
         .target(
             name: "CBenchSupport",
             path: "Benchmarks/CBenchSupport",
             linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("numa")]
         ),
+        // buddypools-bench: the peers side by side, each in its own process.
         .executableTarget(
             name: "BuddyBench",
             dependencies: [
                 "BuddyPools",
                 "CBenchSupport",
-                "CNuma",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/BuddyBench"
         ),
+        // buddypools-count: the loops scripts/count-instructions counts with callgrind.
         .executableTarget(
             name: "InstructionCount",
             dependencies: ["BuddyPools"],
             path: "Benchmarks/InstructionCount"
         ),
+        // What tests need from C: seccomp strict mode, a raw thread exit, a malloc counter.
         .target(
             name: "CTestSupport",
             path: "Tests/CTestSupport"
         ),
+        // Reference models and helpers the test targets share.
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport"
+        ),
+        // The buddy algorithm alone, over plain memory: fast, exhaustive model runs.
+        .testTarget(
+            name: "BuddyCoreTests",
+            dependencies: ["BuddyCore", "TestSupport"]
+        ),
+        // The BUDDYPOOLS grammar and resolver against a fake machine.
+        .testTarget(
+            name: "BuddyConfigTests",
+            dependencies: ["BuddyPools", "TestSupport"]
+        ),
+        // Pools on real memory: model, exit, realtime, concurrency, lending, reclaim, NUMA VM suites.
         .testTarget(
             name: "BuddyPoolsTests",
-            dependencies: ["BuddyPools", "CTestSupport", "CNuma"]
+            dependencies: ["BuddyPools", "CTestSupport", "TestSupport"]
         ),
         .testTarget(
             name: "BuddyPoolsMetricsTests",

@@ -27,8 +27,8 @@ int cnuma_heavy_barrier(void) {
         cnuma_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
         return 0;
     // MEMBARRIER_CMD_GLOBAL (formerly SHARED) waits for an RCU grace period: slow, but correct.
-    if (cnuma_membarrier(MEMBARRIER_CMD_GLOBAL) == 0) return 0;
-    return -1;
+    // Its errno is the one reported when both fail.
+    return cnuma_membarrier(MEMBARRIER_CMD_GLOBAL) == 0 ? 0 : -1;
 }
 
 int cnuma_fork_generation_counter = 0;
@@ -40,6 +40,16 @@ static void cnuma_after_fork_in_child(void) {
 
 static pthread_once_t cnuma_fork_handler_once = PTHREAD_ONCE_INIT;
 
-static void cnuma_register_fork_handler(void) { pthread_atfork(NULL, NULL, cnuma_after_fork_in_child); }
+static int cnuma_fork_handler_error = 0;
 
-void cnuma_install_fork_handler(void) { pthread_once(&cnuma_fork_handler_once, cnuma_register_fork_handler); }
+static void cnuma_register_fork_handler(void) {
+    cnuma_fork_handler_error = pthread_atfork(NULL, NULL, cnuma_after_fork_in_child);
+}
+
+int cnuma_install_fork_handler(void) {
+    int once = pthread_once(&cnuma_fork_handler_once, cnuma_register_fork_handler);
+    int error = once != 0 ? once : cnuma_fork_handler_error;
+    if (error == 0) return 0;
+    errno = error;  // pthread functions return their error number instead of setting errno
+    return -1;
+}

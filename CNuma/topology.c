@@ -23,15 +23,22 @@ int cnuma_node_present(int node) {
 
 long long cnuma_node_size(int node, long long *free_bytes) {
     if (numa_available() < 0) {
-        *free_bytes = -1;
+        errno = ENOSYS;
         return -1;
     }
     return numa_node_size64(node, free_bytes);
 }
 
 int cnuma_distance(int a, int b) {
-    if (numa_available() < 0) return a == b ? 10 : 0;
-    return numa_distance(a, b);
+    if (numa_available() < 0) {
+        if (a == b) return 10;
+        errno = EINVAL;
+        return -1;
+    }
+    int distance = numa_distance(a, b);  // 0 when libnuma cannot say
+    if (distance > 0) return distance;
+    errno = EINVAL;
+    return -1;
 }
 
 // Copies the set bits of a libnuma bitmask into out[]; returns how many there were.
@@ -93,7 +100,9 @@ int cnuma_allowed_cpus(int *cpus, int capacity) {
 
 int cnuma_configured_cpus(void) {
     long n = sysconf(_SC_NPROCESSORS_CONF);
-    return n > 0 ? (int)n : 1;
+    if (n > 0) return (int)n;
+    if (n == 0) errno = EINVAL;
+    return -1;
 }
 
 int cnuma_has_preferred_many(void) {

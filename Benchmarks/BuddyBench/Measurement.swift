@@ -1,5 +1,5 @@
+import BuddyPools
 import CBenchSupport
-import CNuma
 import Glibc
 import Histogram
 
@@ -10,20 +10,23 @@ struct Stopwatch {
     let startMajor: Int
 
     init() {
-        var minor = 0, major = 0
-        cnuma_thread_page_faults(&minor, &major)
-        startMinor = minor
-        startMajor = major
+        let faults = Self.threadFaults()
+        startMinor = faults.minor
+        startMajor = faults.major
         startNanoseconds = cbench_now_ns()
+    }
+
+    /// The calling thread's faults; a failed getrusage shows as a huge count, not as zero.
+    private static func threadFaults() -> (minor: Int, major: Int) {
+        (try? ThreadCalls.pageFaults().get()) ?? (minor: Int.min / 2, major: 0)
     }
 
     var elapsedNanoseconds: UInt64 { cbench_now_ns() - startNanoseconds }
 
     /// Minor plus major faults since start.
     var faults: Int {
-        var minor = 0, major = 0
-        cnuma_thread_page_faults(&minor, &major)
-        return minor - startMinor + major - startMajor
+        let now = Self.threadFaults()
+        return now.minor - startMinor + now.major - startMajor
     }
 }
 

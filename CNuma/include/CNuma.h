@@ -1,5 +1,9 @@
-// CNuma: the small C face of the OS that Swift cannot import by itself.
-// Every symbol is prefixed cnuma_. Functions return -1 (or NULL) and leave errno set on failure.
+// CNuma: the small C face of the OS that Swift cannot import by itself (libnuma, variadic
+// syscall(2), mmap flags built from macros, __thread, static inline fences).
+//
+// Contract: every symbol is prefixed cnuma_. A function that can fail returns -1 (or NULL) and
+// leaves errno set; predicates (cnuma_available, cnuma_node_present, ...) return 1 or 0 and
+// say so. Swift reaches these only through the BuddySystem target, which wraps each call once.
 #ifndef CNUMA_H
 #define CNUMA_H
 
@@ -12,30 +16,30 @@ extern "C" {
 
 // MARK: Topology (libnuma and the scheduler)
 
-/// 1 when the kernel supports NUMA policies (libnuma's numa_available() succeeded).
+/// Predicate: 1 when the kernel supports NUMA policies (libnuma's numa_available() succeeded).
 int cnuma_available(void);
-/// Highest node id the kernel knows, or 0 without NUMA support.
+/// Highest node id the kernel knows; 0 without NUMA support (node 0 stands for the machine).
 int cnuma_max_node(void);
-/// 1 if the node is present (online) according to libnuma.
+/// Predicate: 1 if the node is present (online) according to libnuma.
 int cnuma_node_present(int node);
-/// Total bytes of the node; *free_bytes receives the free bytes. -1 when unknown.
+/// Total bytes of the node, *free_bytes the free bytes; -1 and errno when the kernel cannot say.
 long long cnuma_node_size(int node, long long *free_bytes);
-/// numa_distance(a, b): 10 for local, 0 when unknown.
+/// numa_distance(a, b) (10 is local); -1 and errno (EINVAL) when unknown.
 int cnuma_distance(int a, int b);
-/// CPUs of a node into cpus[0..<capacity]; returns the count, or -1.
+/// CPUs of a node into cpus[0..<capacity]; returns the count (which may exceed capacity), or -1.
 int cnuma_node_cpus(int node, int *cpus, int capacity);
-/// Nodes this process may allocate on (cpuset mems_allowed); returns the count, or -1.
+/// Nodes this process may allocate on (cpuset mems_allowed); the count, or -1.
 int cnuma_allowed_nodes(int *nodes, int capacity);
-/// CPUs this thread may run on (sched_getaffinity); returns the count, or -1.
+/// CPUs this thread may run on (sched_getaffinity); the count, or -1.
 int cnuma_allowed_cpus(int *cpus, int capacity);
-/// Number of CPUs configured in the system.
+/// Number of CPUs configured in the system, or -1.
 int cnuma_configured_cpus(void);
-/// 1 when MPOL_PREFERRED_MANY is supported (kernel 5.15+).
+/// Predicate: 1 when mbind accepts MPOL_PREFERRED_MANY (kernel 5.15+).
 int cnuma_has_preferred_many(void);
 /// The CPU the calling thread runs on (glibc reads it from rseq), or -1.
 int cnuma_current_cpu(void);
 
-// MARK: Memory policy modes (values of the kernel's MPOL_*)
+// MARK: Memory policy modes and flags (the kernel's MPOL_*; memory.c asserts each value)
 
 enum {
     CNUMA_MPOL_DEFAULT = 0,
@@ -46,41 +50,52 @@ enum {
     CNUMA_MPOL_PREFERRED_MANY = 5,
 };
 
+enum {
+    CNUMA_MPOL_MF_STRICT = 1 << 0,
+    CNUMA_MPOL_MF_MOVE = 1 << 1,
+};
+
+/// madvise(2) advice, mapped to the kernel's MADV_* in memory.c.
 enum cnuma_advice {
     CNUMA_ADVISE_HUGEPAGE = 1,
     CNUMA_ADVISE_NOHUGEPAGE = 2,
     CNUMA_ADVISE_POPULATE_WRITE = 3,
     CNUMA_ADVISE_DONTFORK = 4,
     CNUMA_ADVISE_DONTNEED = 5,
+    CNUMA_ADVISE_DOFORK = 6,
 };
 
 // MARK: Mappings
 
-/// Reserves address space only (PROT_NONE, no memory committed). NULL on failure.
+/// Reserves address space only (PROT_NONE, no memory committed). NULL and errno on failure.
 void *cnuma_reserve_address_space(size_t length);
 /// Maps read-write anonymous memory at addr (MAP_FIXED, replacing a reservation).
 /// huge_page_shift: 0 for normal pages, 21 for 2 MiB hugetlb, 30 for 1 GiB hugetlb. NULL on failure.
 void *cnuma_map_fixed(void *addr, size_t length, int huge_page_shift);
+/// munmap(2): 0, or -1 and errno.
 int cnuma_unmap(void *addr, size_t length);
-/// mbind(2). mask holds maxnode bits of node ids.
+/// mbind(2). mask holds maxnode bits of node ids. 0, or -1 and errno.
 int cnuma_mbind(void *addr, size_t length, int mode, const unsigned long *mask, unsigned long maxnode, unsigned int flags);
-/// madvise(2) with one of cnuma_advice.
+/// madvise(2) with one of cnuma_advice. 0, or -1 and errno.
 int cnuma_advise(void *addr, size_t length, enum cnuma_advice advice);
+/// mlock(2) / munlock(2): 0, or -1 and errno.
 int cnuma_lock(void *addr, size_t length);
 int cnuma_unlock(void *addr, size_t length);
-/// move_pages(2) in query mode: status[i] receives the node of pages[i] or a negative errno.
+/// move_pages(2) in query mode (nodes NULL): status[i] receives the node of pages[i] or a
+/// negative errno. 0 when every page was queried; -1 and errno when the call failed.
 long cnuma_query_page_nodes(void **pages, unsigned long count, int *status);
+/// move_pages(2) moving pages[i] to nodes[i] (MPOL_MF_MOVE): status[i] receives the node each
+/// page is on afterwards or a negative errno. 0, a positive count of pages not moved, or -1.
+long cnuma_move_pages(void **pages, unsigned long count, const int *nodes, int *status);
 /// Writes one byte per page so each page is faulted in (for kernels without MADV_POPULATE_WRITE).
 void cnuma_touch_pages(void *addr, size_t length, size_t page_size);
 
 // MARK: Limits and accounting
 
-/// RLIMIT_MEMLOCK soft limit in bytes; UINT64_MAX when unlimited.
-uint64_t cnuma_memlock_limit(void);
-/// Minor and major page faults of the calling thread (getrusage RUSAGE_THREAD).
+/// RLIMIT_MEMLOCK soft limit in bytes into *limit (UINT64_MAX when unlimited): 0, or -1 and errno.
+int cnuma_memlock_limit(uint64_t *limit);
+/// Minor and major page faults of the calling thread (getrusage RUSAGE_THREAD): 0, or -1 and errno.
 int cnuma_thread_page_faults(long *minor, long *major);
-/// Minor and major page faults of the whole process (RUSAGE_SELF).
-int cnuma_process_page_faults(long *minor, long *major);
 
 // MARK: Thread-local cache root and asymmetric fences (the allocation fast path)
 
@@ -99,9 +114,9 @@ static inline void cnuma_compiler_barrier(void) { __asm__ __volatile__("" ::: "m
 extern void __tsan_acquire(void *address) __attribute__((weak));
 extern void __tsan_release(void *address) __attribute__((weak));
 
-/// 1 when the process runs under ThreadSanitizer. TSan cannot see membarrier(2) nor Swift's
-/// Mutex on Linux, so under it the cache protocol uses sequentially consistent atomics and
-/// locked sections are announced with the two calls below.
+/// Predicate: 1 when the process runs under ThreadSanitizer. TSan cannot see membarrier(2) nor
+/// Swift's Mutex on Linux, so under it the cache protocol uses sequentially consistent atomics
+/// and locked sections are announced with the two calls below.
 static inline int cnuma_under_thread_sanitizer(void) { return __tsan_acquire != 0; }
 /// Tells TSan that what follows happens after everything before the matching release.
 static inline void cnuma_tsan_acquire(void *address) { if (__tsan_acquire) __tsan_acquire(address); }
@@ -112,13 +127,14 @@ static inline void cnuma_tsan_release(void *address) { if (__tsan_release) __tsa
 /// earlier generation are unusable in this process.
 extern int cnuma_fork_generation_counter;
 static inline int cnuma_fork_generation(void) { return __atomic_load_n(&cnuma_fork_generation_counter, __ATOMIC_RELAXED); }
-/// Installs the fork handler once (it also forgets the forking thread's cache root).
-void cnuma_install_fork_handler(void);
+/// Installs the fork handler once (it also forgets the forking thread's cache root): 0, or -1
+/// and errno (pthread_atfork's error number).
+int cnuma_install_fork_handler(void);
 
-/// Registers the process for expedited private membarrier; 0 on success.
+/// Registers the process for expedited private membarrier: 0, or -1 and errno.
 int cnuma_heavy_barrier_register(void);
-/// A full memory barrier on every CPU running a thread of this process (membarrier(2)).
-/// Returns 0, or -1 when neither expedited nor global membarrier works.
+/// A full memory barrier on every CPU running a thread of this process (membarrier(2),
+/// expedited when registered, else the global command): 0, or -1 and errno.
 int cnuma_heavy_barrier(void);
 
 #ifdef __cplusplus

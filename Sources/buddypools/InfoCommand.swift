@@ -24,14 +24,15 @@ struct InfoCommand: ParsableCommand {
         var lines: [String] = []
         lines.append("Kernel \(topology.kernelRelease), NUMA \(topology.isNUMAAvailable ? "available" : "not available (one node stands for the machine)")")
         lines.append("Nodes")
-        var nodes = TextTable("node", "cpus", "memory", "free", "available", "2M pages free/total", "1G pages free/total", "kind")
+        let hugetlbSizes = PageSize.hugetlbSizes
+        var nodes = TextTable(
+            ["node", "cpus", "memory", "free", "available"] + hugetlbSizes.map { "\($0.configurationToken) pages free/total" } + ["kind"])
         for node in topology.nodes {
             let kind = node.isMemoryless ? "memory-less" : node.isCPUless ? "CPU-less (memory only)" : ""
             nodes.add(
-                "\(node.id)", node.cpus.isEmpty ? "-" : node.cpus.description, ByteCount.format(node.totalBytes),
-                ByteCount.format(node.freeBytes), ByteCount.format(node.availableBytes),
-                node.hugepages(.huge2M).map { "\($0.free)/\($0.total)" } ?? "n/a",
-                node.hugepages(.huge1G).map { "\($0.free)/\($0.total)" } ?? "n/a", kind)
+                ["\(node.id)", node.cpus.isEmpty ? "-" : node.cpus.description, ByteCount.format(node.totalBytes),
+                 ByteCount.format(node.freeBytes), ByteCount.format(node.availableBytes)]
+                    + hugetlbSizes.map { size in node.hugepages(size).map { "\($0.free)/\($0.total)" } ?? "n/a" } + [kind])
         }
         lines.append(nodes.render())
         lines.append("Distances")
@@ -46,7 +47,7 @@ struct InfoCommand: ParsableCommand {
         lines.append("MPOL_PREFERRED_MANY: \(topology.supportsPreferredMany ? "supported" : "not supported (preferred uses the first node)")")
         if topology.nodes.allSatisfy({ ($0.hugepages(.huge2M)?.total ?? 0) == 0 }) {
             lines.append("No 2 MiB hugepages are reserved; pools fall back to transparent hugepages. Reserve some with:")
-            lines.append("  echo 512 > /proc/sys/vm/nr_hugepages   (or per node: /sys/devices/system/node/nodeN/hugepages/hugepages-2048kB/nr_hugepages)")
+            lines.append("  echo 512 > /proc/sys/vm/nr_hugepages   (or per node: /sys/devices/system/node/nodeN/hugepages/\(PageSize.huge2M.sysfsDirectoryName ?? "")/nr_hugepages)")
         }
         return lines.joined(separator: "\n")
     }

@@ -1,4 +1,5 @@
 import BuddyPools
+import TestSupport
 import Synchronization
 import Testing
 

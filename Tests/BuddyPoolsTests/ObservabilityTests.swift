@@ -1,4 +1,5 @@
 import BuddyPools
+import TestSupport
 import Foundation
 import Testing
 

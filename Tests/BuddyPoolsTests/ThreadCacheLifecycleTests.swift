@@ -1,4 +1,5 @@
 import BuddyPools
+import TestSupport
 import CTestSupport
 import Glibc
 import Testing

@@ -1,0 +1,144 @@
+import BuddyCore
+import BuddySystem
+import Synchronization
+
+/// The lock-free paths of a pool: the calling thread's magazine, reached through one TLS
+/// load, with no lock, no atomic read-modify-write and no reference counting. Held by value
+/// in the pool, with the pool's first region, so a free needs no lookup.
+@usableFromInline
+package struct CacheFastPath: @unchecked Sendable {
+    // @unchecked: the pointers reach state bytes and owners, which are atomics.
+    @usableFromInline package let cacheIndex: Int
+    @usableFromInline package let token: UInt64
+    /// Highest cached order; -1 when the pool has no caches.
+    @usableFromInline package let maxOrder: Int
+    @usableFromInline package let minBlockShift: Int
+    @usableFromInline package let superblockShift: Int
+    /// Bytes of a block of `maxOrder` (0 without caches).
+    @usableFromInline package let maxCachedBytes: Int
+    @usableFromInline package let poolID: UInt32
+    /// The pool's first region.
+    @usableFromInline package let regionBase: UInt
+    @usableFromInline package let regionBytes: UInt
+    @usableFromInline package let states: UnsafeMutablePointer<Atomic<UInt8>>?
+    @usableFromInline package let owners: UnsafeMutablePointer<Atomic<UInt32>>?
+
+    package static let disabled = CacheFastPath(
+        cacheIndex: 0, token: 0, maxOrder: -1, minBlockShift: 12, superblockShift: 21, maxCachedBytes: 0, poolID: 0,
+        regionBase: 0, regionBytes: 0, states: nil, owners: nil)
+
+    /// The order of an unmovable request of `byteCount` (1 ... maxCachedBytes).
+    @inlinable @inline(__always)
+    package func order(byteCount: Int) -> Int {
+        // Or-ing in the minimum block's bits makes anything up to it order 0.
+        Int.bitWidth &- ((byteCount &- 1) | ((1 &<< minBlockShift) &- 1)).leadingZeroBitCount &- minBlockShift
+    }
+
+    /// The calling thread's cache for this pool, if it has one.
+    @inlinable @inline(__always)
+    package func currentThreadCache() -> UnsafeMutablePointer<ThreadCache>? {
+        ThreadCache.current(cacheIndex: cacheIndex, token: token)
+    }
+
+    /// Pops a cached block and marks it allocated; nil sends the caller to the slow path.
+    @inlinable @inline(__always)
+    package func pop(order: Int) -> UInt? {
+        guard let cache = currentThreadCache() else { return nil }
+        guard enter(cache) else { return nil }
+        let magazine = Self.magazine(cache, order)
+        let count = magazine.pointee.count
+        guard count > 0 else {
+            leave(cache)
+            return nil
+        }
+        let block = magazine.pointee.entries[count &- 1]
+        magazine.pointee.count = count &- 1
+        // Allocated, unmovable: the byte `BlockState.allocated(order:mobilityClass: 0)` writes.
+        block.state.pointee.store(BlockState.Tag.allocatedUnmovable.byte(order: order), ordering: .relaxed)
+        cache.pointee.pendingCachedBytes &-= magazine.pointee.blockBytes
+        cache.pointee.pendingAllocations &+= 1
+        leave(cache)
+        return block.address
+    }
+
+    /// The state byte and order of a block in the first region that the fast path may free:
+    /// an allocated, unmovable, plain head of a cached order, in a superblock this pool owns.
+    @inlinable @inline(__always)
+    package func cacheableHead(at address: UInt, expectedOrder: Int?) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
+        let offset = address &- regionBase
+        guard offset < regionBytes, let states, let owners else { return nil }
+        return Self.cacheableHead(
+            offset: offset, states: states, owners: owners, minBlockShift: minBlockShift, superblockShift: superblockShift,
+            maxOrder: maxOrder, poolID: poolID, expectedOrder: expectedOrder)
+    }
+
+    @inlinable @inline(__always)
+    package static func cacheableHead(
+        offset: UInt, states: UnsafeMutablePointer<Atomic<UInt8>>, owners: UnsafeMutablePointer<Atomic<UInt32>>,
+        minBlockShift: Int, superblockShift: Int, maxOrder: Int, poolID: UInt32, expectedOrder: Int?
+    ) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
+        // Truncating conversions: shifts are below 64 and `offset` is inside the region, so
+        // nothing is lost, and the fast path carries no overflow traps.
+        guard offset & ((1 &<< UInt(truncatingIfNeeded: minBlockShift)) &- 1) == 0 else { return nil }
+        let state = states + Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: minBlockShift))
+        let value = state.pointee.load(ordering: .relaxed)
+        // Allocated, unmovable, not raised for alignment, not a run head.
+        guard value &>> 4 == BlockState.Tag.allocatedUnmovable.rawValue else { return nil }
+        let order = Int(value & 0x0F)
+        guard order <= maxOrder, expectedOrder == nil || expectedOrder == order,
+              owners[Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: superblockShift))].load(ordering: .relaxed) == poolID
+        else { return nil }
+        return (state, order)
+    }
+
+    /// Pushes a block the caller has checked; false sends the caller to the slow path.
+    @inlinable @inline(__always)
+    package func push(address: UInt, state: UnsafeMutablePointer<Atomic<UInt8>>, order: Int) -> Bool {
+        guard let cache = currentThreadCache() else { return false }
+        guard enter(cache) else { return false }
+        let magazine = Self.magazine(cache, order)
+        let count = magazine.pointee.count
+        guard count < magazine.pointee.capacity else {
+            leave(cache)
+            return false
+        }
+        state.pointee.store(BlockState.Tag.cached.byte(order: order), ordering: .relaxed)
+        magazine.pointee.entries[count] = CachedBlock(address: address, state: state)
+        magazine.pointee.count = count &+ 1
+        cache.pointee.pendingCachedBytes &+= magazine.pointee.blockBytes
+        cache.pointee.pendingFrees &+= 1
+        leave(cache)
+        return true
+    }
+
+    /// The magazine of `order`, at a fixed offset from the cache (no pointer to load).
+    @inlinable @inline(__always)
+    package static func magazine(_ cache: UnsafeMutablePointer<ThreadCache>, _ order: Int) -> UnsafeMutablePointer<Magazine> {
+        (UnsafeMutableRawPointer(cache) + ThreadCache.magazinesOffset).assumingMemoryBound(to: Magazine.self) + order
+    }
+
+    @inlinable @inline(__always)
+    package func enter(_ cache: UnsafeMutablePointer<ThreadCache>) -> Bool {
+        let drainRequested: UInt8
+        if FastPathAccessors.underThreadSanitizer {
+            // Real fences, which TSan understands (it cannot see the drainer's membarrier).
+            cache.pointee.inUse.store(1, ordering: .sequentiallyConsistent)
+            drainRequested = cache.pointee.drainRequested.load(ordering: .sequentiallyConsistent)
+        } else {
+            cache.pointee.inUse.store(1, ordering: .relaxed)
+            FastPathAccessors.compilerBarrier()
+            drainRequested = cache.pointee.drainRequested.load(ordering: .acquiring)
+        }
+        if drainRequested != 0 {
+            cache.pointee.inUse.store(0, ordering: .releasing)
+            return false
+        }
+        return true
+    }
+
+    @inlinable @inline(__always)
+    package func leave(_ cache: UnsafeMutablePointer<ThreadCache>) {
+        FastPathAccessors.compilerBarrier()
+        cache.pointee.inUse.store(0, ordering: .releasing)
+    }
+}

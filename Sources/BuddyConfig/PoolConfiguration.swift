@@ -1,0 +1,43 @@
+import BuddyCore
+import BuddyCaches
+import BuddySystem
+
+/// Everything that defines one pool. Built in code or parsed from `BUDDYPOOLS`.
+public struct PoolConfiguration: Sendable, Equatable {
+    public var name: String
+    /// Bytes the pool maps at creation; a multiple of the superblock size.
+    public var capacity: Int
+    /// Nodes the memory comes from; empty means every node with memory in the cpuset.
+    public var nodes: NodeSet = []
+    public var policy: PlacementPolicy = .bind
+    public var pageSize: PageSize = .huge2M
+    /// Fail instead of falling back 1G -> 2M -> THP -> base.
+    public var strictPageSize = false
+    /// Higher priorities borrow superblocks from lower ones; equal priorities never take from each other.
+    public var priority = 0
+    /// Bytes this pool never lends below (`min`).
+    public var minimumBytes = 0
+    /// Ceiling including borrowed superblocks (`max`); nil: capacity plus whatever lenders can give.
+    public var maximumBytes: Int?
+    /// CPUs whose caches front this pool (`cpus`); nil: every CPU the process may use.
+    public var cpus: CPUSet?
+    /// Populate and mlock at creation; afterwards the allocation path makes no system call.
+    public var locked = false
+    /// Order-0 block size (`min-block`), a power of two from 64 B to 1 MiB.
+    public var minBlock = 4096
+    /// Inclusive maximum order (`max-order`); nil makes superblocks 2 MiB.
+    public var maxOrder: Int?
+    /// Group superblocks by mobility (turn off only to measure what grouping buys).
+    public var mobilityGrouping = true
+    /// Move movable blocks out of the cheapest superblocks when a request for a whole superblock,
+    /// a run, a shrink or a borrower needs free superblocks (never inline for locked pools).
+    public var compaction = true
+    public var cache = CacheConfiguration()
+    /// Record bytes per allocation tag (like the kernel's page_owner); costs a lock per allocation.
+    public var allocationAccounting = false
+
+    public init(name: String, capacity: Int) {
+        self.name = name
+        self.capacity = capacity
+    }
+}

@@ -1,0 +1,78 @@
+import BuddyCore
+import CNuma
+import Glibc
+
+/// The scheduler, the process's threads and fork: current CPU, fault counts, membarrier(2),
+/// the fork hook.
+package enum ThreadCalls {
+    /// The CPU the calling thread runs on (glibc reads it from rseq: about a nanosecond), or nil.
+    @inline(__always)
+    package static func currentCPU() -> Int? {
+        let cpu = cnuma_current_cpu()
+        return cpu >= 0 ? Int(cpu) : nil
+    }
+
+    /// Minor and major page faults of the calling thread (getrusage RUSAGE_THREAD).
+    package static func pageFaults() -> Result<(minor: Int, major: Int), SystemError> {
+        if let code = SystemCallFaults.injected(.getrusage) { return .failure(.call(.getrusage, "RUSAGE_THREAD", errno: code)) }
+        var minor = 0, major = 0
+        guard cnuma_thread_page_faults(&minor, &major) == 0 else { return .failure(.call(.getrusage, "RUSAGE_THREAD", errno: errno)) }
+        return .success((minor, major))
+    }
+
+    /// Registers the process for expedited private membarrier (once per process is enough).
+    package static func registerHeavyBarrier() -> Result<Void, SystemError> {
+        if let code = SystemCallFaults.injected(.membarrier) {
+            return .failure(.call(.membarrier, "MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED", errno: code))
+        }
+        guard cnuma_heavy_barrier_register() == 0 else {
+            return .failure(.call(.membarrier, "MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED", errno: errno))
+        }
+        return .success(())
+    }
+
+    /// A full fence on every CPU that runs a thread of this process: the heavy side of the
+    /// caches' asymmetric Dekker protocol.
+    package static func heavyBarrier() -> Result<Void, SystemError> {
+        if let code = SystemCallFaults.injected(.membarrier) { return .failure(.call(.membarrier, "MEMBARRIER_CMD_PRIVATE_EXPEDITED", errno: code)) }
+        guard cnuma_heavy_barrier() == 0 else { return .failure(.call(.membarrier, "MEMBARRIER_CMD_PRIVATE_EXPEDITED", errno: errno)) }
+        return .success(())
+    }
+
+    /// Installs the C fork handler once: it bumps `forkGeneration` in every child.
+    package static func installForkHandler() -> Result<Void, SystemError> {
+        if let code = SystemCallFaults.injected(.pthreadAtfork) { return .failure(.call(.pthreadAtfork, "", errno: code)) }
+        guard cnuma_install_fork_handler() == 0 else { return .failure(.call(.pthreadAtfork, "", errno: errno)) }
+        return .success(())
+    }
+
+    /// Bumped in each fork child: pools made in an earlier generation are unusable there.
+    package static var forkGeneration: Int { Int(cnuma_fork_generation()) }
+}
+
+/// The few accessors the allocation fast path inlines: the thread's cache root (one TLS load)
+/// and the fences of the caches' drain handshake. They make no system call.
+@usableFromInline
+package enum FastPathAccessors {
+    /// The calling thread's cache root (initial-exec TLS: one mov from %fs).
+    @inlinable @inline(__always)
+    package static var threadCacheRoot: UnsafeMutableRawPointer? { cnuma_thread_cache() }
+
+    @inlinable @inline(__always)
+    package static func setThreadCacheRoot(_ root: UnsafeMutableRawPointer?) { cnuma_set_thread_cache(root) }
+
+    /// Orders memory accesses for the compiler only; with `ThreadCalls.heavyBarrier()` on the
+    /// other side it orders like a full fence.
+    @inlinable @inline(__always)
+    package static func compilerBarrier() { cnuma_compiler_barrier() }
+
+    /// Whether ThreadSanitizer's runtime is in the process (it cannot see membarrier).
+    @inlinable @inline(__always)
+    package static var underThreadSanitizer: Bool { cnuma_under_thread_sanitizer() != 0 }
+
+    @inlinable @inline(__always)
+    package static func tsanAcquire(_ address: UnsafeMutableRawPointer) { cnuma_tsan_acquire(address) }
+
+    @inlinable @inline(__always)
+    package static func tsanRelease(_ address: UnsafeMutableRawPointer) { cnuma_tsan_release(address) }
+}

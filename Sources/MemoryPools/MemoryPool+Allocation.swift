@@ -1,0 +1,296 @@
+import BuddyCaches
+import BuddyConfig
+import BuddyCore
+import BuddySystem
+import Synchronization
+
+// Allocation: the inlinable fast path (a cached unmovable block), the slow path through the
+// pool lock, runs of superblocks, and the pressure ladder (drain caches, recall loans, borrow,
+// reclaim) tried before a request is reported exhausted. Also the pool as the caches' backend.
+
+extension MemoryPool {
+    /// Allocates `byteCount` bytes aligned to `alignment` (a power of two).
+    ///
+    /// Requests up to a superblock get one buddy block (size rounded up to a power of two);
+    /// larger ones a run of contiguous superblocks. Small unmovable requests are served from
+    /// the calling thread's magazine without a lock or an atomic read-modify-write.
+    /// - Throws: `PoolError.exhausted` when nothing fits after draining caches (and, for pools
+    ///   that may, after recalling loans, borrowing and reclaiming); the pool stays usable.
+    ///
+    /// `file` and `line` name the caller for allocation accounting (see `topAllocationSites`);
+    /// they cost nothing when the pool does not count by site.
+    ///
+    /// Inlinable with its cached path (and `deallocate`): in buddypools-bench fixed-4K that took
+    /// a pair, its loop included, from 205 to 152 instructions (callgrind) and from 9.9-15 to 9.2-9.4 ns.
+    @inlinable
+    public func allocate(
+        byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
+    ) throws(PoolError) -> UnsafeMutableRawPointer {
+        if !countsSites, let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+            return cached
+        }
+        return try allocateOutOfLine(byteCount: byteCount, alignment: alignment, mobility: mobility, file: file, line: line)
+    }
+
+    /// Everything but the fast path of `allocate`, out of line: the throw and the accounting
+    /// would otherwise give the fast path a stack frame and register spills (about 20
+    /// instructions of a 4 KiB pair, counted with callgrind).
+    @usableFromInline @inline(never)
+    func allocateOutOfLine(
+        byteCount: Int, alignment: Int, mobility: Mobility, file: StaticString, line: UInt
+    ) throws(PoolError) -> UnsafeMutableRawPointer {
+        try tryAllocate(byteCount: byteCount, alignment: alignment, mobility: mobility, file: file, line: line).get()
+    }
+
+    /// `allocate` without the Swift error machinery: a failure is returned, not thrown, so no
+    /// `swift_willThrow` hook runs (a test harness or a debugger may install one that allocates).
+    public func tryAllocate(
+        byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
+    ) -> Result<UnsafeMutableRawPointer, PoolError> {
+        let result: Result<UnsafeMutableRawPointer, PoolError>
+        if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+            result = .success(cached)
+        } else {
+            result = allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility)
+        }
+        if countsSites, case .success(let pointer) = result {
+            noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line)
+        }
+        return result
+    }
+
+    /// Records a block for allocation accounting, with the bytes it really holds.
+    @inline(never)
+    func noteAllocated(_ pointer: UnsafeMutableRawPointer, byteCount: Int, alignment: Int, file: StaticString, line: UInt) {
+        let held = geometry.order(byteCount: byteCount, alignment: alignment).map { geometry.blockSize(order: $0.order) }
+            ?? geometry.superblockCount(byteCount: byteCount) << geometry.superblockShift
+        accounting?.record(UInt(bitPattern: pointer), bytes: held, site: AllocationSite(file: file, line: line))
+    }
+
+    /// The fast path: a small unmovable request with an alignment the minimum block meets (a
+    /// power of two no larger than it), from this thread's magazine.
+    @inlinable @inline(__always)
+    func cachedAllocation(byteCount: Int, alignment: Int, mobility: Mobility) -> UnsafeMutableRawPointer? {
+        guard mobility == .unmovable, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
+              alignment > 0, alignment & (alignment &- 1) == 0, alignment &>> cacheFastPath.minBlockShift == 0,
+              let address = cacheFastPath.pop(order: cacheFastPath.order(byteCount: byteCount))
+        else { return nil }
+        // Invariant: cached addresses are block starts inside a mapped region, never 0.
+        assert(address != 0, "a cached block at address 0")
+        return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
+    }
+
+    @inline(never)
+    private func allocateSlowly(byteCount: Int, alignment: Int, mobility: Mobility) -> Result<UnsafeMutableRawPointer, PoolError> {
+        guard byteCount > 0 else { return .failure(invalidRequest(byteCount, alignment, .zeroOrNegativeSize)) }
+        guard alignment > 0, alignment & (alignment &- 1) == 0 else { return .failure(invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo)) }
+        guard let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) else {
+            return contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: 0, mobility: mobility)
+        }
+        if mobility == .unmovable, !raised, order <= cacheFastPath.maxOrder, !isForkedChild, let caches {
+            if let address = cacheFastPath.pop(order: order) ?? caches.refillAndPop(order: order, backend: self) {
+                return .success(UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped)
+            }
+        }
+        return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
+    }
+
+    /// A run of contiguous memory that starts on `alignment` and does not cross a multiple of
+    /// `boundary` (0: no boundary), e.g. a DMA buffer whose upper 32 address bits must not change.
+    /// Runs never span two regions; in a 1 GiB-page pool a run inside one 1 GiB page is also
+    /// physically contiguous.
+    public func allocateContiguous(
+        byteCount: Int, alignment: Int = 4096, boundary: Int = 0, mobility: Mobility = .unmovable,
+        file: StaticString = #fileID, line: UInt = #line
+    ) throws(PoolError) -> UnsafeMutableRawPointer {
+        let pointer = try contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: boundary, mobility: mobility).get()
+        if countsSites { noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line) }
+        return pointer
+    }
+
+    private func contiguousAllocation(byteCount: Int, alignment: Int, boundary: Int, mobility: Mobility) -> Result<UnsafeMutableRawPointer, PoolError> {
+        guard byteCount > 0 else { return .failure(invalidRequest(byteCount, alignment, .zeroOrNegativeSize)) }
+        guard alignment > 0, alignment & (alignment &- 1) == 0, boundary >= 0, boundary & (boundary &- 1) == 0 else {
+            return .failure(invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo))
+        }
+        if let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) {
+            // A buddy block is aligned to its size, so it crosses no boundary at least as large.
+            guard boundary == 0 || boundary >= geometry.blockSize(order: order) else {
+                return .failure(invalidRequest(byteCount, boundary, .largerThanPool))
+            }
+            return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
+        }
+        let count = geometry.superblockCount(byteCount: byteCount)
+        guard boundary == 0 || boundary >= count << geometry.superblockShift,
+              count <= own.count + (configuration.maximumBytes.map { $0 / geometry.superblockSize } ?? 0)
+        else {
+            return .failure(invalidRequest(byteCount, alignment, .largerThanPool))
+        }
+        // The closure is passed directly, not stored: a stored closure escapes and boxes its captures on the heap.
+        return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: count) { core in
+            core.allocateRun(count: count, alignment: alignment, boundary: boundary, mobility: mobility)
+        }
+    }
+
+    func blockAllocation(order: Int, alignmentRaised: Bool, mobility: Mobility, byteCount: Int, alignment: Int) -> Result<UnsafeMutableRawPointer, PoolError> {
+        if mobility != .movable, avoidsSteals, core.locked({ $0.arena.wouldSteal(order: order, mobilityClass: $0.groupClass(mobility)) }) {
+            // Empty a movable superblock rather than scatter this block into one: a movable
+            // superblock that holds an unmovable block can never be compacted again.
+            compact(superblocks: 1)
+        }
+        return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1) { core in
+            core.allocateBlock(order: order, alignmentRaised: alignmentRaised, mobility: mobility)
+        }
+    }
+
+    /// Tries under the lock; under pressure drains caches, recalls and borrows superblocks,
+    /// reclaims, and tries again after each step that freed something.
+    private func allocation(
+        byteCount: Int, alignment: Int, mobility: Mobility, superblocksNeeded: Int, using attempt: (inout PoolCore) -> BuddyAllocation?
+    ) -> Result<UnsafeMutableRawPointer, PoolError> {
+        if isForkedChild { return .failure(.unavailableAfterFork(pool: name)) }
+        func tryOnce() -> UnsafeMutableRawPointer? {
+            core.locked { core -> UnsafeMutableRawPointer? in
+                guard let block = attempt(&core) else { return nil }
+                core.counters.allocations += 1
+                return UnsafeMutableRawPointer(bitPattern: block.address)
+            }
+        }
+        if let pointer = tryOnce() { return .success(pointer) }
+        var drainFailure: SystemError?
+        for step in PressureStep.inOrder where isAllowed(step) {
+            guard relieve(step, superblocksNeeded: superblocksNeeded, byteCount: byteCount, drainFailure: &drainFailure) else { continue }
+            if let pointer = tryOnce() { return .success(pointer) }
+        }
+        let cached = caches?.cachedBytes.load(ordering: .relaxed) ?? 0
+        let exhaustion = core.locked { core -> Exhaustion in
+            core.counters.failures += 1
+            return Exhaustion(
+                pool: name, requestedBytes: byteCount, alignment: alignment, mobility: mobility,
+                managedBytes: core.managedBytes, freeBytes: core.arena.freeBytes,
+                largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,
+                cachedBytes: max(0, cached), drainFailure: drainFailure)
+        }
+        return .failure(.exhausted(exhaustion))
+    }
+
+    /// Whether unmovable and reclaimable requests compact before they steal from movable
+    /// superblocks (pools that group and may compact inline).
+    var avoidsSteals: Bool { configuration.mobilityGrouping && configuration.compaction && !configuration.locked }
+
+    /// What a pool may do before it reports exhaustion, in order.
+    enum PressureStep {
+        /// Built once: `allCases` would allocate a new array on every exhaustion.
+        static let inOrder: [PressureStep] = [.drainLocalCaches, .drainThreadCaches, .recallLoans, .borrow, .reclaim]
+
+        /// Empty this thread's magazines and the depots.
+        case drainLocalCaches
+        /// Empty other threads' magazines (membarrier per thread holding blocks).
+        case drainThreadCaches
+        /// Ask borrowers for free loaned superblocks back.
+        case recallLoans
+        /// Borrow free superblocks from lower-priority pools.
+        case borrow
+        /// Compact movable blocks and call shrinkers.
+        case reclaim
+    }
+
+    /// Locked (realtime) pools never borrow or reclaim inline on the allocating thread.
+    private func isAllowed(_ step: PressureStep) -> Bool {
+        switch step {
+        case .drainLocalCaches, .drainThreadCaches: caches != nil
+        case .recallLoans: true
+        case .borrow, .reclaim: !configuration.locked
+        }
+    }
+
+    /// Runs one step; true when it may have made room.
+    private func relieve(_ step: PressureStep, superblocksNeeded: Int, byteCount: Int, drainFailure: inout SystemError?) -> Bool {
+        switch step {
+        case .drainLocalCaches:
+            let freed = caches?.drainLocal(backend: self) ?? 0
+            if freed > 0 { noteCacheDrain(freed) }
+            return freed > 0
+        case .drainThreadCaches:
+            guard let drained = caches?.drainAllThreads(backend: self) else { return false }
+            if drained.freedBytes > 0 { noteCacheDrain(drained.freedBytes) }
+            drainFailure = drained.barrierFailure
+            return drained.freedBytes > 0
+        case .recallLoans:
+            return recallLoans() > 0
+        case .borrow:
+            return borrow(superblocks: superblocksNeeded) > 0
+        case .reclaim:
+            return reclaim(bytes: byteCount, superblocks: superblocksNeeded) > 0
+        }
+    }
+
+    private func noteCacheDrain(_ bytes: Int) {
+        core.locked { $0.counters.cacheDrains += 1 }
+        Diagnostics.report(.debug, DiagnosticEvent(.cacheDrain, .debug, subject: "pool \(name)", message: "drained \(formatBytes(bytes)) from caches under pressure", bytes: bytes))
+    }
+
+    private func invalidRequest(_ byteCount: Int, _ alignment: Int, _ reason: InvalidRequest.Reason) -> PoolError {
+        .invalidRequest(InvalidRequest(pool: name, byteCount: byteCount, alignment: alignment, reason: reason))
+    }
+}
+
+extension MemoryPool: CacheBackend {
+    package func refillCache(order: Int, into entries: UnsafeMutablePointer<CachedBlock>, count: Int) -> Int {
+        // When stealing would be needed, refill nothing: the uncached path compacts first.
+        let allowSteal = !avoidsSteals
+        return core.locked { core in
+            var got = 0
+            while got < count, let block = core.allocateBlock(order: order, alignmentRaised: false, mobility: .unmovable, allowSteal: allowSteal) {
+                let state = core.arena.state(slot: block.location.slot, offset: block.location.blockOffset)
+                state.pointee.store(BlockState.cached(order: order).rawValue, ordering: .relaxed)
+                entries[got] = CachedBlock(address: block.address, state: state)
+                got += 1
+            }
+            return got
+        }
+    }
+
+    package func releaseCached(order: Int, from entries: UnsafeMutablePointer<CachedBlock>, count: Int) {
+        let returns = core.locked { core -> [Loan] in
+            for index in 0..<count {
+                // Invariant: cached entries are heads of attached blocks in state `cached`.
+                guard case .head(let location, let state) = core.arena.lookup(entries[index].address) else {
+                    preconditionFailure("cached block 0x\(String(entries[index].address, radix: 16)) is not a block head")
+                }
+                assert(state.kind == .cached, "cached block 0x\(String(entries[index].address, radix: 16)) is \(state)")
+                core.freeBlock(location, mobility: .unmovable)
+            }
+            return core.takePendingReturns()
+        }
+        deliverReturns(returns)
+    }
+
+    /// Prepares the calling thread for realtime use of this pool: creates and touches its
+    /// cache and runs every cached size through the fast and slow paths once, so later
+    /// operations take no page fault on metadata or on first-use code.
+    public func prepareCurrentThread() {
+        guard !isForkedChild else { return }
+        _ = caches?.threadCacheOrCreate()
+        let orders = caches.map { 0...$0.maxOrder } ?? 0...0
+        for order in orders {
+            if let pointer = try? allocate(byteCount: geometry.blockSize(order: order)) { deallocate(pointer) }
+        }
+        // The locked path, the checked-free path and statistics, once each.
+        if let pointer = try? allocate(byteCount: geometry.minBlockSize, mobility: .movable) {
+            _ = validate(pointer)
+            deallocate(pointer, byteCount: geometry.minBlockSize)
+        }
+        _ = statistics
+    }
+}
+
+extension MemoryPool {
+    /// Returns every cached block (this thread's, other threads', the depots') to the buddy
+    /// allocator, so statistics and fragmentation reflect only live allocations.
+    public func drainCaches() {
+        guard let caches else { return }
+        caches.drainAllThreads(backend: self)
+        caches.drainLocal(backend: self)
+    }
+}

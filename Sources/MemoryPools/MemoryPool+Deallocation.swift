@@ -1,0 +1,216 @@
+import BuddyCaches
+import BuddyConfig
+import BuddyCore
+import BuddySystem
+import Synchronization
+
+// Frees: the inlinable fast path into the thread's magazine, and the checked slow path that
+// names every bad pointer (foreign, interior, double, wrong pool, wrong size) before it stops.
+
+/// What is wrong with a pointer handed to `deallocate`.
+public enum DeallocationProblem: Sendable, Equatable, CustomStringConvertible {
+    /// Not memory of any BuddyPools pool.
+    case foreign
+    /// A block of another pool (or of a superblock this pool lent to another pool).
+    case wrongPool(owner: String)
+    /// Inside a block (or a run) rather than at its start.
+    case interior(blockStart: UInt?, blockBytes: Int)
+    /// The block is already free (or sitting in a cache after an earlier free).
+    case doubleFree(blockBytes: Int)
+    /// A sized free named a byte count the block was not allocated with.
+    case wrongSize(given: Int, allocatedBytes: Int)
+    /// The block's state byte holds a value no code writes.
+    case corruptedMetadata(UInt8)
+    /// In a superblock `shrink(to:)` gave back to the kernel: every block there was freed before.
+    case releasedSuperblock
+
+    public var description: String {
+        switch self {
+        case .foreign: "foreign pointer: not memory of any BuddyPools pool"
+        case .wrongPool(let owner): "wrong pool: the block belongs to pool '\(owner)'"
+        case .interior(let start, let bytes):
+            "interior pointer: inside the \(formatBytes(bytes)) block" + (start.map { " that starts at 0x\(String($0, radix: 16))" } ?? "")
+        case .doubleFree(let bytes): "double free: the \(formatBytes(bytes)) block at this address is already free"
+        case .wrongSize(let given, let allocated): "wrong size: freed with byteCount \(given), allocated as a \(formatBytes(allocated)) block"
+        case .corruptedMetadata(let value): "corrupted metadata: state byte 0x\(String(value, radix: 16))"
+        case .releasedSuperblock: "double free: the address is in a superblock the pool released with shrink(to:)"
+        }
+    }
+}
+
+extension MemoryPool {
+    /// Frees a block. A pointer this pool did not hand out, or one already freed, stops the
+    /// process with a message naming the pool and the address (release builds included).
+    /// In a fork child, freeing memory of a pool made before the fork does nothing.
+    @inlinable
+    public func deallocate(_ pointer: UnsafeMutableRawPointer) {
+        let address = UInt(bitPattern: pointer)
+        if !countsSites, let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil),
+           cacheFastPath.push(address: address, state: state, order: order) {
+            return
+        }
+        deallocateSlowly(address, byteCount: nil)
+    }
+
+    /// Frees a block, also checking that `byteCount` is the size it was allocated with.
+    @inlinable
+    public func deallocate(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
+        let address = UInt(bitPattern: pointer)
+        if !countsSites, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
+           let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: cacheFastPath.order(byteCount: byteCount)),
+           cacheFastPath.push(address: address, state: state, order: order) {
+            return
+        }
+        deallocateSlowly(address, byteCount: byteCount)
+    }
+
+    /// Other regions, full magazines, other threads' first frees, uncached blocks, pools that
+    /// count allocation sites, and every bad pointer. Out of line, so the fast path above
+    /// needs no stack frame.
+    @usableFromInline @inline(never)
+    func deallocateSlowly(_ address: UInt, byteCount: Int?) {
+        if countsSites { accounting?.forget(address) }
+        if !isForkedChild, let caches, let (state, order) = cacheableBlock(at: address, expectedOrder: byteCount.flatMap {
+            $0 > 0 ? geometry.order(byteCount: $0, alignment: 1)?.order : nil
+        }) {
+            if !cacheFastPath.push(address: address, state: state, order: order) {
+                caches.pushSlow(address: address, state: state, order: order, backend: self)
+            }
+            return
+        }
+        deallocateChecked(address, byteCount: byteCount)
+    }
+
+    /// Nil when `pointer` may be freed (with `byteCount`, when given); otherwise what is wrong.
+    /// Never traps.
+    public func validate(_ pointer: UnsafeRawPointer, byteCount: Int? = nil) -> DeallocationProblem? {
+        let address = UInt(bitPattern: pointer)
+        return core.locked { core in
+            if case .problem(let problem) = classify(address, byteCount: byteCount, core: core) { return problem }
+            return nil
+        }
+    }
+
+    /// Whether `pointer` is the start of a live allocation of this pool.
+    public func owns(_ pointer: UnsafeRawPointer) -> Bool { validate(pointer) == nil }
+
+    /// The bytes the block at `pointer` holds (its power-of-two block or its run), or nil when
+    /// `pointer` is not a live allocation of this pool.
+    public func allocatedSize(of pointer: UnsafeRawPointer) -> Int? {
+        let address = UInt(bitPattern: pointer)
+        return core.locked { core in
+            guard case .freeable(let location, _, _) = classify(address, byteCount: nil, core: core) else { return nil }
+            let run = core.arena.runLength(slot: location.slot)
+            return run > 1 ? run << geometry.superblockShift : geometry.blockSize(order: location.order)
+        }
+    }
+
+    /// The unlocked check for any of the pool's own regions (the fast path covers the first).
+    private func cacheableBlock(at address: UInt, expectedOrder: Int?) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
+        for index in 0..<fastRegionCount {
+            let region = fastRegions[index]
+            let offset = address &- region.base
+            guard offset < region.byteCount else { continue }
+            return CacheFastPath.cacheableHead(
+                offset: offset, states: region.states, owners: region.owners, minBlockShift: geometry.minBlockShift,
+                superblockShift: geometry.superblockShift, maxOrder: cacheFastPath.maxOrder, poolID: id, expectedOrder: expectedOrder)
+        }
+        return nil
+    }
+
+    private func deallocateChecked(_ address: UInt, byteCount: Int?) {
+        if isForkedChild { return }
+        let (problem, returns) = core.locked { core -> (DeallocationProblem?, [Loan]) in
+            switch classify(address, byteCount: byteCount, core: core) {
+            case .problem(let problem):
+                return (problem, [])
+            case .freeable(let location, _, let mobility):
+                core.freeBlock(location, mobility: mobility)
+                core.counters.deallocations += 1
+                return (nil, core.takePendingReturns())
+            }
+        }
+        if let problem { badDeallocation(address, problem) }
+        deliverReturns(returns)
+    }
+
+    /// Stops the process: memory would be corrupted if it went on. `fatalError` keeps its
+    /// message in release builds (precondition drops it under -O).
+    func badDeallocation(_ address: UInt, _ problem: DeallocationProblem) -> Never {
+        fatalError("BuddyPools: pool '\(name)': deallocate(0x\(String(address, radix: 16))): \(problem)")
+    }
+
+    enum Classification {
+        case freeable(BlockLocation, BlockState, Mobility)
+        case problem(DeallocationProblem)
+    }
+
+    /// Everything the slow path knows about an address. Caller holds the pool lock.
+    func classify(_ address: UInt, byteCount: Int?, core: borrowing PoolCore) -> Classification {
+        switch core.arena.lookup(address) {
+        case .outside:
+            return .problem(ownerProblem(of: address))
+        case .misaligned(let slot):
+            return .problem(enclosingBlockProblem(slot: slot, offset: Int(address - core.arena.baseAddress(slot: slot)) >> geometry.minBlockShift, core: core))
+        case .interior(let slot, let offset):
+            return .problem(enclosingBlockProblem(slot: slot, offset: offset, core: core))
+        case .head(let location, let state):
+            let run = core.arena.runLength(slot: location.slot)
+            let blockBytes = run > 1 ? run << geometry.superblockShift : geometry.blockSize(order: location.order)
+            switch state.kind {
+            case .free, .cached:
+                return .problem(.doubleFree(blockBytes: blockBytes))
+            case .interior:
+                return .problem(enclosingBlockProblem(slot: location.slot, offset: location.blockOffset, core: core))
+            case .invalid:
+                return .problem(.corruptedMetadata(state.rawValue))
+            case .allocated(_, let raised):
+                if let byteCount, !sizeMatches(byteCount, run: run, order: location.order, raised: raised) {
+                    return .problem(.wrongSize(given: byteCount, allocatedBytes: blockBytes))
+                }
+                return .freeable(location, state, PoolCore.mobility(of: state))
+            }
+        }
+    }
+
+    private func sizeMatches(_ byteCount: Int, run: Int, order: Int, raised: Bool) -> Bool {
+        guard byteCount > 0 else { return false }
+        if run > 1 { return geometry.superblockCount(byteCount: byteCount) == run }
+        if raised { return byteCount <= geometry.blockSize(order: order) }
+        return geometry.order(byteCount: byteCount, alignment: 1)?.order == order
+    }
+
+    /// An address inside a block: find the block that encloses it.
+    private func enclosingBlockProblem(slot: Int, offset: Int, core: borrowing PoolCore) -> DeallocationProblem {
+        for order in 1...max(1, geometry.maxOrder) where order <= geometry.maxOrder {
+            let head = offset & ~((1 << order) - 1)
+            let state = BlockState(rawValue: core.arena.state(slot: slot, offset: head).pointee.load(ordering: .relaxed))
+            guard state != .interior, state.order >= order else { continue }
+            let start = core.arena.baseAddress(slot: slot) + UInt(head << geometry.minBlockShift)
+            let bytes = geometry.blockSize(order: state.order)
+            return state.kind == .free ? .doubleFree(blockBytes: bytes) : .interior(blockStart: start, blockBytes: bytes)
+        }
+        // Inside a run: the head is in an earlier slot.
+        var first = slot
+        while first > 0, core.arena.isAttached(slot: first - 1), core.arena.runLength(slot: first) <= 1,
+              BlockState(rawValue: core.arena.state(slot: first, offset: 0).pointee.load(ordering: .relaxed)) == .interior {
+            first -= 1
+        }
+        let run = core.arena.runLength(slot: first)
+        if run > 1, first + run > slot {
+            return .interior(blockStart: core.arena.baseAddress(slot: first), blockBytes: run << geometry.superblockShift)
+        }
+        return .interior(blockStart: nil, blockBytes: geometry.minBlockSize)
+    }
+
+    /// An address no attached superblock of this pool holds: another pool's, or nobody's.
+    private func ownerProblem(of address: UInt) -> DeallocationProblem {
+        for region in managedRegions where region.contains(address) {
+            let owner = region.owner(superblock: region.superblockIndex(of: address))
+            if owner == id { return .releasedSuperblock }
+            return .wrongPool(owner: (PoolRegistry.name(of: owner) ?? "#\(owner)") + " (a superblock this pool lent)")
+        }
+        if let owner = PoolRegistry.regionOwner(of: address) { return .wrongPool(owner: owner) }
+        return .foreign
+    }
+}

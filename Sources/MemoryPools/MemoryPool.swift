@@ -1,0 +1,204 @@
+import BuddyCaches
+import BuddyConfig
+import BuddyCore
+import BuddySystem
+import Synchronization
+
+// MemoryPool: what a pool is made of and how it is created (regions, metadata, arena, caches,
+// registration) and torn down. Allocation, frees, reclaim, lending, statistics and handles are
+// the extensions in the files named after them; the state under the lock is PoolCore's.
+
+/// A named pool of memory on chosen NUMA nodes, run by its own buddy allocator.
+///
+/// Thread-safe. Small unmovable blocks go through per-thread magazines and per-CPU depots
+/// without taking the pool lock; everything else takes the pool's priority-inheriting mutex.
+/// Every free is checked (foreign, interior, double, wrong pool, wrong size) in release
+/// builds too; a bad free stops the process with a message naming the pool and address.
+public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
+    // @unchecked: stored properties are immutable, atomics, or behind `core`'s mutex; the raw
+    // pointers in `fastRegions` reach metadata whose mutable parts are atomics.
+    public let name: String
+    public let configuration: PoolConfiguration
+    public let geometry: BuddyGeometry
+    /// Nodes the pool's memory was placed on.
+    public let nodes: NodeSet
+    /// The regions the pool mapped at creation (one, or one per node for `bind` over several nodes).
+    public let regions: [Region]
+
+    let id: UInt32
+    let token: UInt64
+    /// The pool's own superblocks and the regions that hold them.
+    let own: OwnSuperblocks
+    var managedRegions: [ManagedRegion] { own.regions }
+    let core: Mutex<PoolCore>
+    let caches: PoolCaches?
+    /// The caches' lock-free operations, inline so the fast path retains nothing.
+    @usableFromInline let cacheFastPath: CacheFastPath
+    private let cacheIndex: Int?
+    private let metadata: MetadataBuffer
+    /// The fork generation the pool was made in; in a later one (a fork child) it is unusable.
+    let forkGeneration: Int
+    let topology: NUMATopology
+    /// The lending group the pool belongs to, set by `PoolSet`.
+    let lending = Mutex<LendingGroupReference>(LendingGroupReference())
+    /// Movable allocations handed out as handles.
+    let handles = HandleTable()
+    /// Called to move raw-pointer movable blocks during compaction; nil: they stay put.
+    let relocationHandler = Mutex<RelocationHandler?>(nil)
+    /// Asked to drop reclaimable allocations before a request fails.
+    let shrinkers = Mutex<ShrinkerList>(ShrinkerList())
+    /// Live blocks by allocation site, when the configuration asks for it.
+    let accounting: AllocationAccounting?
+    /// `accounting != nil`, as a plain flag: testing it on the fast path retains nothing.
+    @usableFromInline let countsSites: Bool
+
+    /// The own regions, flattened for the free fast path: base, size, state bytes, owners.
+    let fastRegions: UnsafeMutablePointer<CacheRegion>
+    let fastRegionCount: Int
+
+    /// Creates the pool: maps, binds, populates (and locks) its memory now.
+    public convenience init(configuration: PoolConfiguration) throws(PoolError) {
+        try self.init(configuration: configuration, topology: nil, borrowHeadroom: 0)
+    }
+
+    /// - Parameter borrowHeadroom: superblocks this pool may borrow beyond its own (slots reserved up front).
+    init(configuration: PoolConfiguration, topology knownTopology: NUMATopology?, borrowHeadroom: Int) throws(PoolError) {
+        try configuration.validate()
+        let geometry = try configuration.geometry()
+        let topology: NUMATopology
+        if let knownTopology {
+            topology = knownTopology
+        } else {
+            do throws(SystemError) {
+                topology = try NUMATopology.current()
+            } catch {
+                throw .system(error)
+            }
+        }
+        let nodes = configuration.nodes.isEmpty ? topology.memoryNodes : configuration.nodes
+        let id: UInt32
+        do throws(SystemError) {
+            id = try PoolRegistry.register(name: configuration.name)
+        } catch {
+            throw .system(error)
+        }
+        var regions: [Region] = []
+        var managed: [ManagedRegion] = []
+        do {
+            for (regionNodes, bytes) in Self.regionPlan(configuration: configuration, nodes: nodes, geometry: geometry) {
+                let region = try Region(
+                    label: "pool \(configuration.name)", byteCount: bytes, nodes: regionNodes, policy: configuration.policy,
+                    pageSize: configuration.pageSize, strictPageSize: configuration.strictPageSize,
+                    locked: configuration.locked, alignment: geometry.superblockSize, topology: topology)
+                regions.append(region)
+                managed.append(try ManagedRegion(region: region, geometry: geometry, homePoolID: id))
+            }
+        } catch {
+            PoolRegistry.unregister(id: id)
+            throw .system(error)
+        }
+        let own = OwnSuperblocks(regions: managed)
+        let slotCapacity = own.count + borrowHeadroom
+        let arenaBytes = BuddyArena.metadataByteCount(geometry: geometry, slotCapacity: slotCapacity, classCount: Mobility.allCases.count)
+        let trackerBytes = FragmentationTracker.byteCount(slotCapacity: slotCapacity)
+        let fastBytes = managed.count * MemoryLayout<CacheRegion>.stride
+        do {
+            metadata = try MetadataBuffer(
+                byteCount: arenaBytes + trackerBytes + fastBytes + 256, nodes: nodes, locked: configuration.locked,
+                label: "pool \(configuration.name)")
+        } catch {
+            PoolRegistry.unregister(id: id)
+            throw .system(error)
+        }
+        var offset = 0
+        let arenaMemory = metadata.slice(offset: &offset, byteCount: arenaBytes)
+        let arena = BuddyArena(
+            geometry: geometry, slotCapacity: slotCapacity, classCount: Mobility.allCases.count,
+            metadata: UnsafeMutableRawBufferPointer(start: arenaMemory, count: arenaBytes))
+        var nextSlot = 0
+        for region in managed {
+            _ = arena.attach(base: region.base, stateTable: region.states, superblockCount: region.superblockCount, firstSlot: nextSlot)
+            nextSlot += region.superblockCount
+        }
+        let tracker = FragmentationTracker(slotCapacity: slotCapacity, storage: metadata.slice(offset: &offset, byteCount: trackerBytes))
+        fastRegions = metadata.slice(offset: &offset, byteCount: fastBytes).bindMemory(to: CacheRegion.self, capacity: managed.count)
+        for (index, region) in managed.enumerated() {
+            (fastRegions + index).initialize(to: CacheRegion(
+                base: region.base, byteCount: UInt(region.byteCount), states: region.states, owners: region.owners))
+        }
+        fastRegionCount = managed.count
+
+        self.name = configuration.name
+        self.configuration = configuration
+        self.geometry = geometry
+        self.nodes = nodes
+        self.regions = regions
+        self.id = id
+        self.token = UInt64(id)
+        self.own = own
+        self.topology = topology
+        self.forkGeneration = PoolRegistry.forkGeneration
+        core = Mutex(PoolCore(arena: arena, tracker: tracker, grouping: configuration.mobilityGrouping, poolID: id, own: own))
+
+        let index = configuration.cache.enabled ? CacheIndexRegistry.reserve(token: UInt64(id)) : nil
+        cacheIndex = index
+        if let index {
+            do {
+                caches = try PoolCaches(
+                    geometry: geometry, configuration: configuration.cache, poolCapacity: configuration.capacity,
+                    cacheIndex: index, token: UInt64(id), cpus: configuration.cpus ?? topology.allowedCPUs,
+                    topology: topology, locked: configuration.locked, nodes: nodes)
+            } catch {
+                CacheIndexRegistry.release(index)
+                PoolRegistry.unregister(id: id)
+                throw .system(error)
+            }
+        } else {
+            caches = nil
+        }
+        cacheFastPath = caches?.fastPath(poolID: id, region: fastRegions.pointee) ?? .disabled
+        accounting = configuration.allocationAccounting ? AllocationAccounting() : nil
+        countsSites = configuration.allocationAccounting
+        for region in managed { PoolRegistry.addRange(region.addressRange, pool: id) }
+        if let index, let caches { CacheIndexRegistry.bind(index, caches: caches, backend: self) }
+        Diagnostics.report(.debug, DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "created: \(self)", bytes: capacity))
+    }
+
+    deinit {
+        Diagnostics.report(.debug, DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "released", bytes: capacity))
+        if let cacheIndex { CacheIndexRegistry.release(cacheIndex) }
+        PoolRegistry.unregister(id: id)
+        fastRegions.deinitialize(count: fastRegionCount)
+    }
+
+    /// One region for the whole pool, except `bind` over several nodes: one region per node,
+    /// superblocks shared out evenly, so every superblock's node is known and verifiable.
+    package static func regionPlan(configuration: PoolConfiguration, nodes: NodeSet, geometry: BuddyGeometry) -> [(NodeSet, Int)] {
+        let superblocks = configuration.capacity >> geometry.superblockShift
+        guard configuration.policy == .bind, nodes.count > 1, superblocks >= nodes.count else {
+            return [(nodes, configuration.capacity)]
+        }
+        let share = superblocks / nodes.count
+        let extra = superblocks % nodes.count
+        return nodes.enumerated().map { index, node in
+            (NodeSet([node]), (share + (index < extra ? 1 : 0)) << geometry.superblockShift)
+        }
+    }
+
+    /// Bytes the pool mapped at creation.
+    public var capacity: Int { configuration.capacity }
+    public var priority: Int { configuration.priority }
+    public var isLocked: Bool { configuration.locked }
+
+    /// Whether this process is a fork child of the process that made the pool.
+    var isForkedChild: Bool { PoolRegistry.forkGeneration != forkGeneration }
+
+    public var description: String {
+        "pool '\(name)': \(formatBytes(capacity)) on nodes \(nodes), \(regions.first?.pageSize.description ?? "?"), priority \(priority)"
+    }
+}
+
+/// A weak link from a pool to its lending group (the group is owned by the `PoolSet`).
+struct LendingGroupReference {
+    weak var group: LendingGroup?
+}

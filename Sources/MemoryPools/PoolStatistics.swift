@@ -1,0 +1,165 @@
+import BuddyCaches
+import BuddyConfig
+import BuddyCore
+import BuddySystem
+import Synchronization
+
+/// Fragmentation of one order, as the kernel measures it for its zones.
+public struct OrderFragmentation: Sendable, Codable, Equatable {
+    public let order: Int
+    public let blockBytes: Int
+    public let freeBlocks: Int
+    /// The kernel's extfrag index (fragmentation_index) for a request of this order: nil when
+    /// a free block of this order or larger exists (the request would succeed), towards 0 when
+    /// failure would come from lack of memory, towards 1 when from fragmentation.
+    public let externalFragmentationIndex: Double?
+    /// Share of free memory in blocks too small for this order (the unusable free space index).
+    public let unusableFreeSpaceIndex: Double
+
+    /// Both indexes from free block counts per order (index = order).
+    public static func compute(freeBlocksByOrder counts: [Int], minBlockSize: Int) -> [OrderFragmentation] {
+        let freeUnits = counts.enumerated().reduce(0) { $0 + ($1.element << $1.offset) }
+        let totalBlocks = counts.reduce(0, +)
+        return counts.indices.map { order in
+            let suitable = counts.indices.filter { $0 >= order }.reduce(0) { $0 + (counts[$1] << ($1 - order)) }
+            let extfrag: Double? = if totalBlocks == 0 {
+                0
+            } else if suitable > 0 {
+                nil
+            } else {
+                1 - (1 + Double(freeUnits) / Double(1 << order)) / Double(totalBlocks)
+            }
+            let unusable = freeUnits == 0 ? 0 : Double(freeUnits - (suitable << order)) / Double(freeUnits)
+            return OrderFragmentation(
+                order: order, blockBytes: minBlockSize << order, freeBlocks: counts[order],
+                externalFragmentationIndex: extfrag, unusableFreeSpaceIndex: unusable)
+        }
+    }
+}
+
+/// A snapshot of one pool. Reading it takes the pool lock once and walks the superblocks,
+/// never the CPUs: cache counters are folded into the pool by each thread's slow path, so
+/// `cachedBytes` and the call counts are exact to within one batch per thread.
+public struct PoolStatistics: Sendable, Codable, Equatable {
+    public var name: String
+    public var nodes: String
+    public var pageSize: PageSize
+    public var priority: Int
+    public var locked: Bool
+    public var minBlockBytes: Int
+    /// Inclusive.
+    public var maxOrder: Int
+    public var superblockBytes: Int
+    /// Bytes mapped at creation.
+    public var capacityBytes: Int
+    /// Bytes the pool manages now: own superblocks minus lent ones plus borrowed ones.
+    public var managedBytes: Int
+    /// Free in the buddy allocator.
+    public var freeBytes: Int
+    /// Held by thread magazines and per-CPU depots, ready for reuse.
+    public var cachedBytes: Int
+    /// Handed out to callers: managed - free - cached.
+    public var usedBytes: Int
+    /// Most bytes the buddy allocator has had out at once (callers and caches).
+    public var highWaterBytes: Int
+    /// Free blocks per order, like /proc/buddyinfo (index = order).
+    public var freeBlocksByOrder: [Int]
+    /// The same per NUMA node the superblocks sit on ("-1": unknown).
+    public var freeBlocksByNode: [String: [Int]]
+    public var largestFreeBlockBytes: Int
+    public var allocationCount: Int
+    public var deallocationCount: Int
+    public var failureCount: Int
+    /// Buddy metadata: bitmaps, counters, state bytes and ownership, exact.
+    public var metadataBytes: Int
+    /// `metadataBytes` over the bytes it describes.
+    public var metadataFraction: Double
+    /// Memory of the caches' magazines and depots.
+    public var cacheStorageBytes: Int
+    public var threadCaches: Int
+    public var lentBytes: Int
+    public var borrowedBytes: Int
+    /// Superblocks borrowed now, by lender name.
+    public var borrowedFrom: [String: Int]
+    /// Superblocks lent now, by borrower name.
+    public var lentTo: [String: Int]
+    public var superblocksBorrowedTotal: Int
+    public var superblocksReturnedTotal: Int
+    /// Superblocks by the mobility group that holds them, like /proc/pagetypeinfo (wholly free ones apart).
+    public var superblocksByMobility: [String: Int]
+    public var whollyFreeSuperblocks: Int
+    public var fragmentation: [OrderFragmentation]
+    public var cacheDrains: Int
+    public var compactions: Int
+    public var bytesMoved: Int
+    public var shrinkerCalls: Int
+    public var bytesReclaimed: Int
+    /// Superblocks compaction emptied, and raw blocks whose relocation handler said no.
+    public var superblocksCompacted: Int
+    public var relocationsRefused: Int
+    /// Own memory `shrink(to:)` gave back to the kernel.
+    public var releasedBytes: Int
+    public var movableHandles: Int
+}
+
+extension MemoryPool {
+    public var statistics: PoolStatistics {
+        let cached = caches?.cachedBytes.load(ordering: .relaxed) ?? 0
+        let cachedAllocations = caches?.cachedAllocations.load(ordering: .relaxed) ?? 0
+        let cachedFrees = caches?.cachedFrees.load(ordering: .relaxed) ?? 0
+        let threadCaches = caches?.threadCacheCount ?? 0
+        // Read before taking the pool lock: the lock order is thread-cache list, cache, depot, pool.
+        let cacheStorage = caches?.storageBytes ?? 0
+        return core.locked { core in
+            let managed = core.managedBytes
+            let counts = (0...geometry.maxOrder).map { core.arena.freeBlockCount(order: $0) }
+            var byNode: [String: [Int]] = [:]
+            for slot in 0..<core.arena.slotCapacity where core.arena.isAttached(slot: slot) {
+                let key = String(core.superblockNode(slot))
+                var row = byNode[key] ?? [Int](repeating: 0, count: geometry.maxOrder + 1)
+                for order in 0...geometry.maxOrder { row[order] += core.arena.freeBlockCount(slot: slot, order: order) }
+                byNode[key] = row
+            }
+            var byMobility: [String: Int] = [:]
+            for slot in 0..<core.arena.slotCapacity where core.arena.isAttached(slot: slot) {
+                if let group = core.arena.mobilityClass(slot: slot), let mobility = Mobility(rawValue: group) {
+                    byMobility[mobility.description, default: 0] += 1
+                }
+            }
+            var borrowedFrom: [String: Int] = [:]
+            for loan in core.borrowed.values { borrowedFrom[PoolRegistry.name(of: loan.lenderID) ?? "#\(loan.lenderID)", default: 0] += 1 }
+            var lentTo: [String: Int] = [:]
+            for borrower in core.lent.values { lentTo[PoolRegistry.name(of: borrower) ?? "#\(borrower)", default: 0] += 1 }
+            let metadata = buddyMetadataBytes(arena: core.arena)
+            let used = managed - core.arena.freeBytes - max(0, cached)
+            return PoolStatistics(
+                name: name, nodes: nodes.description, pageSize: regions.first?.pageSize ?? configuration.pageSize,
+                priority: priority, locked: configuration.locked, minBlockBytes: geometry.minBlockSize, maxOrder: geometry.maxOrder,
+                superblockBytes: geometry.superblockSize, capacityBytes: capacity, managedBytes: managed,
+                freeBytes: core.arena.freeBytes, cachedBytes: max(0, cached), usedBytes: max(0, used),
+                highWaterBytes: core.counters.highWaterBytes, freeBlocksByOrder: counts, freeBlocksByNode: byNode,
+                largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,
+                allocationCount: core.counters.allocations + cachedAllocations,
+                deallocationCount: core.counters.deallocations + cachedFrees, failureCount: core.counters.failures,
+                metadataBytes: metadata, metadataFraction: Double(metadata) / Double(max(1, core.arena.slotCapacity << geometry.superblockShift)),
+                cacheStorageBytes: cacheStorage, threadCaches: threadCaches,
+                lentBytes: core.lent.count << geometry.superblockShift, borrowedBytes: core.borrowed.count << geometry.superblockShift,
+                borrowedFrom: borrowedFrom, lentTo: lentTo, superblocksBorrowedTotal: core.counters.superblocksBorrowed,
+                superblocksReturnedTotal: core.counters.superblocksReturned, superblocksByMobility: byMobility,
+                whollyFreeSuperblocks: core.arena.whollyFreeSlotCount,
+                fragmentation: OrderFragmentation.compute(freeBlocksByOrder: counts, minBlockSize: geometry.minBlockSize),
+                cacheDrains: core.counters.cacheDrains, compactions: core.counters.compactions, bytesMoved: core.counters.bytesMoved,
+                shrinkerCalls: core.counters.shrinkerCalls, bytesReclaimed: core.counters.bytesReclaimed,
+                superblocksCompacted: core.counters.superblocksCompacted, relocationsRefused: core.counters.relocationsRefused,
+                releasedBytes: core.released.count << geometry.superblockShift, movableHandles: handles.handleAtAddress.count)
+        }
+    }
+
+    /// Exact bytes of buddy metadata for every slot the arena can hold: the arena's bitmaps and
+    /// counters, the tracker, and one state byte per minimum block plus an owner word per superblock.
+    private func buddyMetadataBytes(arena: BuddyArena) -> Int {
+        let slots = arena.slotCapacity
+        return arena.metadataByteCount + FragmentationTracker.byteCount(slotCapacity: slots)
+            + (slots << geometry.maxOrder) + slots * 4
+    }
+}
