@@ -11,8 +11,12 @@ package enum CacheIndexRegistry {
 
     private final class Holder: @unchecked Sendable {
         // @unchecked: only read and written under the registry mutex.
-        weak var caches: PoolCaches?
+        /// Weak, so a thread exiting after its pool is gone finds nothing. One weak reference
+        /// only: an object with a weak reference counts retains through a side table (about 50
+        /// instructions each), and the caches are retained on every slow path.
         weak var backend: (any CacheBackend)?
+        /// Owned by the backend, so alive whenever the backend is.
+        unowned(unsafe) let caches: PoolCaches
         init(caches: PoolCaches, backend: any CacheBackend) {
             self.caches = caches
             self.backend = backend
@@ -53,10 +57,9 @@ package enum CacheIndexRegistry {
     /// The live caches and backend holding `index` with `token` (a thread exit asks).
     static func holder(index: Int, token: UInt64) -> (PoolCaches, any CacheBackend)? {
         state.locked { state -> (PoolCaches, any CacheBackend)? in
-            guard state.tokens[index] == token, let holder = state.holders[index],
-                  let caches = holder.caches, let backend = holder.backend
-            else { return nil }
-            return (caches, backend)
+            guard state.tokens[index] == token, let holder = state.holders[index], let backend = holder.backend else { return nil }
+            // Invariant: the backend owns the caches, and it is alive (retained just above).
+            return (holder.caches, backend)
         }
     }
 }

@@ -40,12 +40,12 @@ public struct BuddyGeometry: Sendable, Equatable, Hashable, CustomStringConverti
     /// The default: 4 KiB blocks, maxOrder 9, 2 MiB superblocks.
     public static let standard = try! BuddyGeometry()
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func blockSize(order: Int) -> Int { 1 << (minBlockShift + order) }
 
     /// The order a request needs and whether alignment (not size) decided it;
     /// nil when it needs more than one superblock.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func order(byteCount: Int, alignment: Int) -> (order: Int, alignmentRaised: Bool)? {
         let sizeShift = byteCount <= 1 ? 0 : Int.bitWidth - (byteCount - 1).leadingZeroBitCount
         let sizeOrder = max(0, sizeShift - minBlockShift)

@@ -169,7 +169,7 @@ extension MemoryPool {
                 pool: name, requestedBytes: byteCount, alignment: alignment, mobility: mobility,
                 managedBytes: core.managedBytes, freeBytes: core.arena.freeBytes,
                 largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,
-                cachedBytes: max(0, cached), drainFailure: drainFailure)
+                cachedBytes: max(0, cached), drainFailureErrno: drainFailure?.errno ?? 0)
         }
         return .failure(.exhausted(exhaustion))
     }

@@ -48,8 +48,15 @@ public struct Exhaustion: Sendable, Equatable, CustomStringConvertible {
     /// Bytes held in caches that could not be drained (other threads' magazines of a pool that
     /// may not wait for them).
     public let cachedBytes: Int
+    /// errno of the membarrier(2) that failed, so other threads' caches were not drained; 0 if
+    /// none failed. Kept as a number, not a `SystemError`: the result of every allocation carries
+    /// room for an `Exhaustion`, and the success path pays for its size.
+    let drainFailureErrno: Int32
+
     /// Why other threads' caches could not be drained (membarrier failed), or nil.
-    public let drainFailure: SystemError?
+    public var drainFailure: SystemError? {
+        drainFailureErrno == 0 ? nil : .call(.membarrier, "MEMBARRIER_CMD_PRIVATE_EXPEDITED", errno: drainFailureErrno)
+    }
 
     public var description: String {
         "pool '\(pool)' exhausted: \(formatBytes(requestedBytes)) (alignment \(alignment), \(mobility)) requested; "

@@ -4,6 +4,7 @@ import Glibc
 
 /// The scheduler, the process's threads and fork: current CPU, fault counts, membarrier(2),
 /// the fork hook.
+@usableFromInline
 package enum ThreadCalls {
     /// The CPU the calling thread runs on (glibc reads it from rseq: about a nanosecond), or nil.
     @inline(__always)
@@ -47,6 +48,7 @@ package enum ThreadCalls {
     }
 
     /// Bumped in each fork child: pools made in an earlier generation are unusable there.
+    @inlinable
     package static var forkGeneration: Int { Int(cnuma_fork_generation()) }
 }
 
