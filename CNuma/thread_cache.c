@@ -8,7 +8,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-__thread void *cnuma_thread_cache_root __attribute__((tls_model("initial-exec"))) = NULL;
+const uint64_t cnuma_no_cache[8] = {0};
+void *const cnuma_empty_cache_root[CNUMA_CACHE_INDEX_COUNT] = {[0 ... CNUMA_CACHE_INDEX_COUNT - 1] = (void *)cnuma_no_cache};
+__thread void *cnuma_thread_cache_root __attribute__((tls_model("initial-exec"))) = (void *)cnuma_empty_cache_root;
 
 static int cnuma_membarrier(int command) { return (int)syscall(SYS_membarrier, command, 0, 0); }
 
@@ -34,7 +36,7 @@ int cnuma_heavy_barrier(void) {
 int cnuma_fork_generation_counter = 0;
 
 static void cnuma_after_fork_in_child(void) {
-    cnuma_thread_cache_root = NULL;
+    cnuma_thread_cache_root = (void *)cnuma_empty_cache_root;
     __atomic_add_fetch(&cnuma_fork_generation_counter, 1, __ATOMIC_RELAXED);
 }
 

@@ -99,10 +99,23 @@ int cnuma_thread_page_faults(long *minor, long *major);
 
 // MARK: Thread-local cache root and asymmetric fences (the allocation fast path)
 
-/// The calling thread's cache root; initial-exec TLS so reading it is one mov from %fs.
+/// Thread-cache indices a root holds: pools with caches at once (more pools work through the lock).
+#define CNUMA_CACHE_INDEX_COUNT 256
+
+/// The root every thread starts with: each of its slots points at a header whose token is 0,
+/// which no pool has, so the fast path reads root[index]->token without testing either pointer.
+/// Never written; a thread that makes its first cache gets a root of its own.
+extern void *const cnuma_empty_cache_root[CNUMA_CACHE_INDEX_COUNT];
+/// The header every slot of an empty root points at (all zeros: token 0).
+extern const uint64_t cnuma_no_cache[8];
+
+/// The calling thread's cache root; initial-exec TLS so reading it is one mov from %fs. Never
+/// NULL: `cnuma_empty_cache_root` until the thread makes a cache, and again after it exits.
 extern __thread void *cnuma_thread_cache_root __attribute__((tls_model("initial-exec")));
 
 static inline void *cnuma_thread_cache(void) { return cnuma_thread_cache_root; }
+static inline void *cnuma_empty_thread_cache_root(void) { return (void *)cnuma_empty_cache_root; }
+static inline void *cnuma_no_thread_cache(void) { return (void *)cnuma_no_cache; }
 static inline void cnuma_set_thread_cache(void *root) { cnuma_thread_cache_root = root; }
 
 /// Keeps the compiler from moving memory accesses across this point; emits no instruction.

@@ -5,6 +5,10 @@ import Synchronization
 /// The lock-free paths of a pool: the calling thread's magazine, reached through one TLS
 /// load, with no lock, no atomic read-modify-write and no reference counting. Held by value
 /// in the pool, with the pool's first region, so a free needs no lookup.
+///
+/// `maxCachedBytes` and `regionBytes` are 0 when the pool must not take the inlined path at
+/// all (it counts allocation sites, say): the size and region checks then fail first, and no
+/// separate flag is tested on every call.
 @usableFromInline
 package struct CacheFastPath: @unchecked Sendable {
     // @unchecked: the pointers reach state bytes and owners, which are atomics.
@@ -13,25 +17,46 @@ package struct CacheFastPath: @unchecked Sendable {
     /// Highest cached order; -1 when the pool has no caches.
     @usableFromInline package let maxOrder: Int
     @usableFromInline package let minBlockShift: Int
+    /// minBlockSize - 1: the bits a block start has clear.
+    @usableFromInline package let minBlockMask: UInt
     @usableFromInline package let superblockShift: Int
-    /// Bytes of a block of `maxOrder` (0 without caches).
+    /// Bytes of a block of `maxOrder` (0: no request takes the inlined path).
     @usableFromInline package let maxCachedBytes: Int
     @usableFromInline package let poolID: UInt32
-    /// The pool's first region.
+    /// The pool's first region (0 bytes: no free takes the inlined path).
     @usableFromInline package let regionBase: UInt
     @usableFromInline package let regionBytes: UInt
-    @usableFromInline package let states: UnsafeMutablePointer<Atomic<UInt8>>?
-    @usableFromInline package let owners: UnsafeMutablePointer<Atomic<UInt32>>?
+    @usableFromInline package let states: UnsafeMutablePointer<Atomic<UInt8>>
+    @usableFromInline package let owners: UnsafeMutablePointer<Atomic<UInt32>>
 
-    package static let disabled = CacheFastPath(
-        cacheIndex: 0, token: 0, maxOrder: -1, minBlockShift: 12, superblockShift: 21, maxCachedBytes: 0, poolID: 0,
-        regionBase: 0, regionBytes: 0, states: nil, owners: nil)
+    package init(
+        cacheIndex: Int, token: UInt64, maxOrder: Int, geometry: BuddyGeometry, maxCachedBytes: Int, poolID: UInt32,
+        region: CacheRegion, inline: Bool
+    ) {
+        self.cacheIndex = cacheIndex
+        self.token = token
+        self.maxOrder = maxOrder
+        minBlockShift = geometry.minBlockShift
+        minBlockMask = UInt(geometry.minBlockSize - 1)
+        superblockShift = geometry.superblockShift
+        self.maxCachedBytes = inline ? maxCachedBytes : 0
+        self.poolID = poolID
+        regionBase = region.base
+        regionBytes = inline ? region.byteCount : 0
+        states = region.states
+        owners = region.owners
+    }
+
+    /// A pool without caches: every check fails before anything is read.
+    package static func disabled(region: CacheRegion, geometry: BuddyGeometry) -> CacheFastPath {
+        CacheFastPath(cacheIndex: 0, token: 0, maxOrder: -1, geometry: geometry, maxCachedBytes: 0, poolID: 0, region: region, inline: false)
+    }
 
     /// The order of an unmovable request of `byteCount` (1 ... maxCachedBytes).
     @inlinable @inline(__always)
     package func order(byteCount: Int) -> Int {
         // Or-ing in the minimum block's bits makes anything up to it order 0.
-        Int.bitWidth &- ((byteCount &- 1) | ((1 &<< minBlockShift) &- 1)).leadingZeroBitCount &- minBlockShift
+        Int.bitWidth &- ((byteCount &- 1) | Int(bitPattern: minBlockMask)).leadingZeroBitCount &- minBlockShift
     }
 
     /// The calling thread's cache for this pool, if it has one.
@@ -46,17 +71,16 @@ package struct CacheFastPath: @unchecked Sendable {
         guard let cache = currentThreadCache() else { return nil }
         guard enter(cache) else { return nil }
         let magazine = Self.magazine(cache, order)
-        let count = magazine.pointee.count
+        let count = magazine.pointee.count.load(ordering: .relaxed)
         guard count > 0 else {
             leave(cache)
             return nil
         }
         let block = magazine.pointee.entries[count &- 1]
-        magazine.pointee.count = count &- 1
+        magazine.pointee.count.store(count &- 1, ordering: .relaxed)
         // Allocated, unmovable: the byte `BlockState.allocated(order:mobilityClass: 0)` writes.
         block.state.pointee.store(BlockState.Tag.allocatedUnmovable.byte(order: order), ordering: .relaxed)
-        cache.pointee.pendingCachedBytes &-= magazine.pointee.blockBytes
-        cache.pointee.pendingAllocations &+= 1
+        cache.pointee.allocations.store(cache.pointee.allocations.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
         leave(cache)
         return block.address
     }
@@ -66,20 +90,20 @@ package struct CacheFastPath: @unchecked Sendable {
     @inlinable @inline(__always)
     package func cacheableHead(at address: UInt, expectedOrder: Int?) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
         let offset = address &- regionBase
-        guard offset < regionBytes, let states, let owners else { return nil }
+        guard offset < regionBytes else { return nil }
         return Self.cacheableHead(
-            offset: offset, states: states, owners: owners, minBlockShift: minBlockShift, superblockShift: superblockShift,
-            maxOrder: maxOrder, poolID: poolID, expectedOrder: expectedOrder)
+            offset: offset, states: states, owners: owners, minBlockShift: minBlockShift, minBlockMask: minBlockMask,
+            superblockShift: superblockShift, maxOrder: maxOrder, poolID: poolID, expectedOrder: expectedOrder)
     }
 
     @inlinable @inline(__always)
     package static func cacheableHead(
         offset: UInt, states: UnsafeMutablePointer<Atomic<UInt8>>, owners: UnsafeMutablePointer<Atomic<UInt32>>,
-        minBlockShift: Int, superblockShift: Int, maxOrder: Int, poolID: UInt32, expectedOrder: Int?
+        minBlockShift: Int, minBlockMask: UInt, superblockShift: Int, maxOrder: Int, poolID: UInt32, expectedOrder: Int?
     ) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
         // Truncating conversions: shifts are below 64 and `offset` is inside the region, so
         // nothing is lost, and the fast path carries no overflow traps.
-        guard offset & ((1 &<< UInt(truncatingIfNeeded: minBlockShift)) &- 1) == 0 else { return nil }
+        guard offset & minBlockMask == 0 else { return nil }
         let state = states + Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: minBlockShift))
         let value = state.pointee.load(ordering: .relaxed)
         // Allocated, unmovable, not raised for alignment, not a run head.
@@ -97,16 +121,14 @@ package struct CacheFastPath: @unchecked Sendable {
         guard let cache = currentThreadCache() else { return false }
         guard enter(cache) else { return false }
         let magazine = Self.magazine(cache, order)
-        let count = magazine.pointee.count
+        let count = magazine.pointee.count.load(ordering: .relaxed)
         guard count < magazine.pointee.capacity else {
             leave(cache)
             return false
         }
         state.pointee.store(BlockState.Tag.cached.byte(order: order), ordering: .relaxed)
         magazine.pointee.entries[count] = CachedBlock(address: address, state: state)
-        magazine.pointee.count = count &+ 1
-        cache.pointee.pendingCachedBytes &+= magazine.pointee.blockBytes
-        cache.pointee.pendingFrees &+= 1
+        magazine.pointee.count.store(count &+ 1, ordering: .relaxed)
         leave(cache)
         return true
     }

@@ -16,56 +16,99 @@ package struct CachedBlock {
     }
 }
 
-/// A bounded LIFO stack of cached blocks of one order. Plain memory: whoever may touch it
-/// (the owning thread, or the holder of the enclosing lock) is decided outside.
+/// A bounded LIFO stack of cached blocks of one order. Who may change it (the owning thread,
+/// or the holder of the enclosing lock) is decided outside; `count` is atomic only so that
+/// statistics can read it from any thread (relaxed loads and stores are plain moves on x86).
 @usableFromInline
-package struct Magazine {
-    @usableFromInline package var count: Int
-    @usableFromInline package let capacity: Int
+package struct Magazine: ~Copyable {
+    @usableFromInline package let count: Atomic<Int>
+    /// Blocks it may hold now: what the thread's grant of cache bytes allows (0 when revoked).
+    @usableFromInline package var capacity: Int
     /// Blocks moved at once between this magazine and the level behind it.
-    let batch: Int
-    @usableFromInline package let blockBytes: Int
+    package var batch: Int
+    package let blockBytes: Int
     @usableFromInline package let entries: UnsafeMutablePointer<CachedBlock>
+    /// Entries the storage holds: the most `capacity` can be set to.
+    package let storageCapacity: Int
 
-    var isEmpty: Bool { count == 0 }
-    var isFull: Bool { count == capacity }
+    package init(capacity: Int, blockBytes: Int, entries: UnsafeMutablePointer<CachedBlock>) {
+        count = Atomic(0)
+        self.capacity = capacity
+        batch = max(1, capacity / 2)
+        self.blockBytes = blockBytes
+        self.entries = entries
+        storageCapacity = capacity
+    }
+
+    @inlinable @inline(__always)
+    package var held: Int { count.load(ordering: .relaxed) }
+
+    package var isEmpty: Bool { held == 0 }
+    package var isFull: Bool { held >= capacity }
+
+    /// Sets the capacity (at most the storage's) and the batch that goes with it.
+    package mutating func resize(capacity newCapacity: Int) {
+        capacity = min(newCapacity, storageCapacity)
+        batch = max(1, capacity / 2)
+    }
 
     /// Moves up to `limit` entries from the top of `source` onto this magazine; returns how many.
-    mutating func take(from source: inout Magazine, limit: Int) -> Int {
-        let moved = min(limit, source.count, capacity - count)
+    package mutating func take(from source: inout Magazine, limit: Int) -> Int {
+        let mine = held, theirs = source.held
+        let moved = min(limit, theirs, capacity - mine)
         guard moved > 0 else { return 0 }
-        (entries + count).update(from: source.entries + (source.count - moved), count: moved)
-        count += moved
-        source.count -= moved
+        (entries + mine).update(from: source.entries + (theirs - moved), count: moved)
+        count.store(mine + moved, ordering: .relaxed)
+        source.count.store(theirs - moved, ordering: .relaxed)
         return moved
     }
 
+    /// Appends `moved` entries from `from`; the caller has checked the room.
+    package mutating func append(_ from: UnsafeMutablePointer<CachedBlock>, count moved: Int) {
+        let mine = held
+        (entries + mine).update(from: from, count: moved)
+        count.store(mine + moved, ordering: .relaxed)
+    }
+
     /// Removes the `moved` oldest entries (the bottom of the stack, the coldest blocks).
-    mutating func dropBottom(_ moved: Int) {
+    package mutating func dropBottom(_ moved: Int) {
         guard moved > 0 else { return }
-        entries.update(from: entries + moved, count: count - moved)
-        count -= moved
+        let mine = held
+        entries.update(from: entries + moved, count: mine - moved)
+        count.store(mine - moved, ordering: .relaxed)
     }
 }
 
-/// How many blocks of each order a thread magazine and a depot hold.
-package struct MagazineSizes {
+/// How many blocks of each order a thread's magazines hold, from its grant of cache bytes:
+/// every order whose block fits the grant gets an even share of it (1 to 64 blocks), and the
+/// largest orders are dropped until the whole fits. So a small grant caches only small blocks.
+package struct MagazineSizes: Sendable, Equatable {
     package let capacities: [Int]
-    package let batches: [Int]
 
-    /// Capacity per order: the byte budget over the block size, from 2 to 64 blocks, even.
-    init(geometry: BuddyGeometry, cachedMaxOrder: Int, budgetBytes: Int) {
-        var capacities: [Int] = []
-        var batches: [Int] = []
-        for order in 0...cachedMaxOrder {
-            let fitting = budgetBytes / geometry.blockSize(order: order)
-            let capacity = max(2, min(64, fitting)) & ~1
-            capacities.append(capacity)
-            batches.append(capacity / 2)
+    package init(geometry: BuddyGeometry, cachedMaxOrder: Int, grantBytes: Int) {
+        let orders = (0...max(0, cachedMaxOrder)).filter { geometry.blockSize(order: $0) <= grantBytes }
+        guard !orders.isEmpty else {
+            capacities = [Int](repeating: 0, count: cachedMaxOrder + 1)
+            return
         }
-        self.capacities = capacities
-        self.batches = batches
+        let share = grantBytes / orders.count
+        var result = (0...cachedMaxOrder).map { order in
+            orders.contains(order) ? max(1, min(64, share / geometry.blockSize(order: order))) : 0
+        }
+        var total = zip(result.indices, result).reduce(0) { $0 + $1.1 * geometry.blockSize(order: $1.0) }
+        var top = cachedMaxOrder
+        while total > grantBytes, top > 0 {
+            total -= result[top] * geometry.blockSize(order: top)
+            result[top] = 0
+            top -= 1
+        }
+        capacities = result
     }
 
     package var entryCount: Int { capacities.reduce(0, +) }
+
+    /// Bytes the magazines can hold when full.
+    package func bytes(geometry: BuddyGeometry) -> Int {
+        capacities.indices.reduce(0) { $0 + capacities[$1] * geometry.blockSize(order: $1) }
+    }
 }

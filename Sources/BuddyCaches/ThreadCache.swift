@@ -1,9 +1,7 @@
 import BuddyCore
 import BuddySystem
-import Synchronization
-#if canImport(Glibc)
 import Glibc
-#endif
+import Synchronization
 
 /// One thread's magazines for one pool. Lives in its own mapped page(s); the owning thread
 /// reaches it through its TLS root without any atomic read-modify-write.
@@ -16,55 +14,74 @@ import Glibc
 /// takes `lock` for its own operations until the drainer is done.
 @usableFromInline
 package struct ThreadCache: ~Copyable {
-    /// The pool's token; a slot holding another token belongs to a pool that is gone.
+    /// The pool's token; a slot holding another token belongs to a pool that is gone. First, at
+    /// offset 0: an unused slot points at `FastPathAccessors.noThreadCache`, whose token is 0.
     @usableFromInline package let token: UInt64
     @usableFromInline package let inUse: Atomic<UInt8>
     @usableFromInline package let drainRequested: Atomic<UInt8>
+    /// Blocks the owner took from its magazines on the fast path, for statistics (written by the
+    /// owner with a plain load and store, read by anyone: no read-modify-write on the fast path).
+    @usableFromInline package let allocations: Atomic<Int>
+    /// The pool's caches epoch when the owner last took its slow path: older than the last idle
+    /// pass means the thread has not needed its cache since, and it may be given back.
+    package let lastSlowPath: Atomic<Int>
     /// Held by drainers, and by the owner on its slow path.
-    let lock: Mutex<Void>
-    let magazines: UnsafeMutablePointer<Magazine>
-    let orderCount: Int
-    let cacheIndex: Int
+    package let lock: Mutex<Void>
+    package let magazines: UnsafeMutablePointer<Magazine>
+    package let orderCount: Int
+    package let cacheIndex: Int
+    /// Bytes of the pool's cache budget this thread holds (its magazines' full size); changed
+    /// under the pool caches' list lock.
+    package var grantBytes: Int
     /// The mapping holding this structure, released when the cache is freed.
     let storage: Unmanaged<MetadataBuffer>
-    /// Owner-side tallies not yet added to the pool's counters (folded on each slow path).
-    @usableFromInline package var pendingCachedBytes = 0
-    @usableFromInline package var pendingAllocations = 0
-    @usableFromInline package var pendingFrees = 0
 
-    init(token: UInt64, magazines: UnsafeMutablePointer<Magazine>, orderCount: Int, cacheIndex: Int, storage: Unmanaged<MetadataBuffer>) {
+    init(token: UInt64, magazines: UnsafeMutablePointer<Magazine>, orderCount: Int, cacheIndex: Int, grantBytes: Int,
+         epoch: Int, storage: Unmanaged<MetadataBuffer>) {
         self.token = token
         inUse = Atomic(0)
         drainRequested = Atomic(0)
+        allocations = Atomic(0)
+        lastSlowPath = Atomic(epoch)
         lock = Mutex(())
         self.magazines = magazines
         self.orderCount = orderCount
         self.cacheIndex = cacheIndex
+        self.grantBytes = grantBytes
         self.storage = storage
     }
 
-    /// Where the magazines start, relative to the cache: right after the header, so the fast
-    /// path computes their address instead of loading it.
     /// The calling thread's cache at `cacheIndex` of its TLS root, if it belongs to the pool
-    /// holding `token` (a slot with another token is left by a pool that is gone).
+    /// holding `token` (a slot with another token is left by a pool that is gone, or unused).
     @inlinable @inline(__always)
     package static func current(cacheIndex: Int, token: UInt64) -> UnsafeMutablePointer<ThreadCache>? {
-        guard let root = FastPathAccessors.threadCacheRoot,
-              let raw = root.load(fromByteOffset: cacheIndex &* MemoryLayout<UnsafeMutableRawPointer?>.stride, as: UnsafeMutableRawPointer?.self)
-        else { return nil }
+        // Invariant: every slot of every root points at a header (an unused one at the empty header).
+        let raw = FastPathAccessors.threadCacheRoot.load(
+            fromByteOffset: cacheIndex &* MemoryLayout<UnsafeMutableRawPointer>.stride, as: UnsafeMutableRawPointer.self)
         let cache = raw.assumingMemoryBound(to: ThreadCache.self)
         return cache.pointee.token == token ? cache : nil
     }
 
+    /// Where the magazines start, relative to the cache: right after the header, so the fast
+    /// path computes their address instead of loading it.
     @inlinable
     package static var magazinesOffset: Int { (MemoryLayout<ThreadCache>.stride + 63) & ~63 }
 
+    /// Bytes the magazines hold now.
+    package var cachedBytes: Int {
+        (0..<orderCount).reduce(0) { $0 + magazines[$1].held * magazines[$1].blockBytes }
+    }
+
+    /// Blocks the magazines hold now.
+    package var cachedBlocks: Int { (0..<orderCount).reduce(0) { $0 + magazines[$1].held } }
+
     /// Allocates and initializes a cache (header, magazines, entries) in one mapping.
     static func make(
-        token: UInt64, sizes: MagazineSizes, geometry: BuddyGeometry, cacheIndex: Int, locked: Bool, nodes: NodeSet
+        token: UInt64, sizes: MagazineSizes, geometry: BuddyGeometry, cacheIndex: Int, grantBytes: Int, epoch: Int,
+        locked: Bool, nodes: NodeSet
     ) -> UnsafeMutablePointer<ThreadCache>? {
         let orderCount = sizes.capacities.count
-        let bytes = MemoryLayout<ThreadCache>.stride + orderCount * MemoryLayout<Magazine>.stride
+        let bytes = magazinesOffset + orderCount * MemoryLayout<Magazine>.stride
             + sizes.entryCount * MemoryLayout<CachedBlock>.stride + 256
         guard let buffer = try? MetadataBuffer(byteCount: bytes, nodes: nodes, locked: locked, label: "thread cache") else {
             return nil
@@ -77,21 +94,21 @@ package struct ThreadCache: ~Copyable {
         // Invariant: the fast path finds the magazines at magazinesOffset from the header.
         assert(UnsafeMutableRawPointer(magazines) - UnsafeMutableRawPointer(header) == magazinesOffset)
         for order in 0..<orderCount {
-            let entries = buffer.slice(offset: &offset, byteCount: sizes.capacities[order] * MemoryLayout<CachedBlock>.stride)
-                .bindMemory(to: CachedBlock.self, capacity: sizes.capacities[order])
+            let entries = buffer.slice(offset: &offset, byteCount: max(1, sizes.capacities[order]) * MemoryLayout<CachedBlock>.stride)
+                .bindMemory(to: CachedBlock.self, capacity: max(1, sizes.capacities[order]))
             (magazines + order).initialize(to: Magazine(
-                count: 0, capacity: sizes.capacities[order], batch: sizes.batches[order],
-                blockBytes: geometry.blockSize(order: order), entries: entries))
+                capacity: sizes.capacities[order], blockBytes: geometry.blockSize(order: order), entries: entries))
         }
         header.initialize(to: ThreadCache(
-            token: token, magazines: magazines, orderCount: orderCount, cacheIndex: cacheIndex,
-            storage: Unmanaged.passRetained(buffer)))
+            token: token, magazines: magazines, orderCount: orderCount, cacheIndex: cacheIndex, grantBytes: grantBytes,
+            epoch: epoch, storage: Unmanaged.passRetained(buffer)))
         return header
     }
 
     /// Frees a cache made by `make`; its magazines must be empty or their blocks abandoned.
     static func destroy(_ cache: UnsafeMutablePointer<ThreadCache>) {
         let storage = cache.pointee.storage
+        cache.pointee.magazines.deinitialize(count: cache.pointee.orderCount)
         cache.deinitialize(count: 1)
         storage.release()
     }
@@ -100,13 +117,15 @@ package struct ThreadCache: ~Copyable {
 /// The per-thread table of caches, indexed by a pool's cache index, reached through one
 /// initial-exec TLS pointer.
 enum ThreadCacheRoot {
-    typealias Slot = UnsafeMutableRawPointer?
+    typealias Slot = UnsafeMutableRawPointer
 
-    /// The calling thread's root, created on first use (a slow path: it allocates).
+    /// The calling thread's own root, made on first use (a slow path: it allocates).
     static func currentOrCreate() -> UnsafeMutablePointer<Slot> {
-        if let root = FastPathAccessors.threadCacheRoot { return root.assumingMemoryBound(to: Slot.self) }
-        let root = UnsafeMutablePointer<Slot>.allocate(capacity: CacheIndexRegistry.indexCount)
-        root.initialize(repeating: nil, count: CacheIndexRegistry.indexCount)
+        let current = FastPathAccessors.threadCacheRoot
+        if current != FastPathAccessors.emptyThreadCacheRoot { return current.assumingMemoryBound(to: Slot.self) }
+        let count = FastPathAccessors.cacheIndexCount
+        let root = UnsafeMutablePointer<Slot>.allocate(capacity: count)
+        root.initialize(repeating: FastPathAccessors.noThreadCache, count: count)
         FastPathAccessors.setThreadCacheRoot(UnsafeMutableRawPointer(root))
         // The destructor runs at thread exit with the value set here.
         pthread_setspecific(exitKey.key, UnsafeRawPointer(root))
@@ -131,17 +150,19 @@ enum ThreadCacheRoot {
 
     /// Returns every cached block to its pool (if the pool still exists) and frees the caches.
     static func threadExited(root: UnsafeMutablePointer<Slot>) {
-        for index in 0..<CacheIndexRegistry.indexCount {
-            guard let raw = root[index] else { continue }
-            let cache = raw.assumingMemoryBound(to: ThreadCache.self)
-            root[index] = nil
+        let none = FastPathAccessors.noThreadCache
+        for index in 0..<FastPathAccessors.cacheIndexCount where root[index] != none {
+            let cache = root[index].assumingMemoryBound(to: ThreadCache.self)
+            root[index] = none
             if let (caches, backend) = CacheIndexRegistry.holder(index: index, token: cache.pointee.token) {
                 caches.retire(cache, backend: backend)
             } else {
                 ThreadCache.destroy(cache)
             }
         }
-        if FastPathAccessors.threadCacheRoot == UnsafeMutableRawPointer(root) { FastPathAccessors.setThreadCacheRoot(nil) }
+        if FastPathAccessors.threadCacheRoot == UnsafeMutableRawPointer(root) {
+            FastPathAccessors.setThreadCacheRoot(FastPathAccessors.emptyThreadCacheRoot)
+        }
         root.deallocate()
     }
 }

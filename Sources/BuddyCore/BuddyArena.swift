@@ -9,12 +9,23 @@ public struct BlockLocation: Equatable, Sendable {
     public let slot: Int
     public let blockOffset: Int
     public let order: Int
+
+    package init(slot: Int, blockOffset: Int, order: Int) {
+        self.slot = slot
+        self.blockOffset = blockOffset
+        self.order = order
+    }
 }
 
 /// A block handed out by `BuddyArena.allocate`.
 public struct BuddyAllocation: Equatable, Sendable {
     public let address: UInt
     public let location: BlockLocation
+
+    package init(address: UInt, location: BlockLocation) {
+        self.address = address
+        self.location = location
+    }
 }
 
 /// What the arena knows about an address.
@@ -38,6 +49,14 @@ public struct BuddyRelease: Equatable, Sendable {
     public let mobilityClass: Int
     /// The superblock (or, for a run, every superblock of it) is wholly free again.
     public let superblockFreed: Bool
+
+    package init(slot: Int, order: Int, byteCount: Int, mobilityClass: Int, superblockFreed: Bool) {
+        self.slot = slot
+        self.order = order
+        self.byteCount = byteCount
+        self.mobilityClass = mobilityClass
+        self.superblockFreed = superblockFreed
+    }
 }
 
 /// A buddy allocator over superblock slots; pure algorithm, no system calls.
@@ -717,7 +736,8 @@ public final class BuddyArena {
             if runLengths[slot] > 1 {
                 runRemaining = Int(runLengths[slot]) - 1
                 let head = BlockState(rawValue: state(slot: slot, offset: 0).pointee.load(ordering: .relaxed))
-                guard head.isAllocated, head.order == maxOrder else {
+                // A run is allocated, or kept for reuse by its pool (cached).
+                guard head.isAllocated || head.kind == .cached, head.order == maxOrder else {
                     throw BuddyInvariantViolation("run at slot \(slot) has head state \(head)")
                 }
                 try checkRunBody(slot: slot, headIsInterior: false)

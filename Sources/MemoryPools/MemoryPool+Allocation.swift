@@ -26,7 +26,7 @@ extension MemoryPool {
     public func allocate(
         byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
     ) throws(PoolError) -> UnsafeMutableRawPointer {
-        if !countsSites, let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+        if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
             return cached
         }
         return try allocateOutOfLine(byteCount: byteCount, alignment: alignment, mobility: mobility, file: file, line: line)
@@ -67,14 +67,19 @@ extension MemoryPool {
         accounting?.record(UInt(bitPattern: pointer), bytes: held, site: AllocationSite(file: file, line: line))
     }
 
-    /// The fast path: a small unmovable request with an alignment the minimum block meets (a
-    /// power of two no larger than it), from this thread's magazine.
+    /// The fast path: a small unmovable request from this thread's magazine, with any alignment
+    /// the block already has (a buddy block of order k is aligned to its own size, so a page-
+    /// aligned 4 KiB request is as fast as any other).
     @inlinable @inline(__always)
     func cachedAllocation(byteCount: Int, alignment: Int, mobility: Mobility) -> UnsafeMutableRawPointer? {
-        guard mobility == .unmovable, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
-              alignment > 0, alignment & (alignment &- 1) == 0, alignment &>> cacheFastPath.minBlockShift == 0,
-              let address = cacheFastPath.pop(order: cacheFastPath.order(byteCount: byteCount))
+        let fast = cacheFastPath
+        // 1 ... maxCachedBytes as one unsigned comparison (0 and negatives wrap to the top).
+        guard mobility == .unmovable, UInt(bitPattern: byteCount &- 1) < UInt(bitPattern: fast.maxCachedBytes),
+              alignment > 0, alignment & (alignment &- 1) == 0
         else { return nil }
+        let order = fast.order(byteCount: byteCount)
+        // At most the block's own size: alignment >> log2(block) is 0 or 1.
+        guard alignment &>> (fast.minBlockShift &+ order) <= 1, let address = fast.pop(order: order) else { return nil }
         // Invariant: cached addresses are block starts inside a mapped region, never 0.
         assert(address != 0, "a cached block at address 0")
         return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
@@ -127,43 +132,49 @@ extension MemoryPool {
             return .failure(invalidRequest(byteCount, alignment, .largerThanPool))
         }
         // The closure is passed directly, not stored: a stored closure escapes and boxes its captures on the heap.
-        return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: count) { core in
+        return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: count, avoidsSteal: false) { core, _ in
             core.allocateRun(count: count, alignment: alignment, boundary: boundary, mobility: mobility)
         }
     }
 
     func blockAllocation(order: Int, alignmentRaised: Bool, mobility: Mobility, byteCount: Int, alignment: Int) -> Result<UnsafeMutableRawPointer, PoolError> {
-        if mobility != .movable, avoidsSteals, core.locked({ $0.arena.wouldSteal(order: order, mobilityClass: $0.groupClass(mobility)) }) {
-            // Empty a movable superblock rather than scatter this block into one: a movable
-            // superblock that holds an unmovable block can never be compacted again.
-            compact(superblocks: 1)
-        }
-        return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1) { core in
-            core.allocateBlock(order: order, alignmentRaised: alignmentRaised, mobility: mobility)
+        // Unmovable and reclaimable blocks would rather a movable superblock were emptied than be
+        // scattered into one: a movable superblock holding an unmovable block never compacts again.
+        allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1,
+                   avoidsSteal: mobility != .movable && avoidsSteals) { core, allowSteal in
+            core.allocateBlock(order: order, alignmentRaised: alignmentRaised, mobility: mobility, allowSteal: allowSteal)
         }
     }
 
-    /// Tries under the lock; under pressure drains caches, recalls and borrows superblocks,
-    /// reclaims, and tries again after each step that freed something.
+    /// Tries under the lock (one acquisition when memory is there); under pressure drains caches,
+    /// recalls and borrows superblocks, reclaims, and tries again after each step that freed
+    /// something. With `avoidsSteal`, the first try refuses to take a block from another mobility's
+    /// superblock; only after compaction has had its turn may it.
     private func allocation(
-        byteCount: Int, alignment: Int, mobility: Mobility, superblocksNeeded: Int, using attempt: (inout PoolCore) -> BuddyAllocation?
+        byteCount: Int, alignment: Int, mobility: Mobility, superblocksNeeded: Int, avoidsSteal: Bool,
+        using attempt: (inout PoolCore, _ allowSteal: Bool) -> BuddyAllocation?
     ) -> Result<UnsafeMutableRawPointer, PoolError> {
         if isForkedChild { return .failure(.unavailableAfterFork(pool: name)) }
-        func tryOnce() -> UnsafeMutableRawPointer? {
+        func tryOnce(allowSteal: Bool = true) -> UnsafeMutableRawPointer? {
             core.locked { core -> UnsafeMutableRawPointer? in
-                guard let block = attempt(&core) else { return nil }
+                guard let block = attempt(&core, allowSteal) else { return nil }
                 core.counters.allocations += 1
                 return UnsafeMutableRawPointer(bitPattern: block.address)
             }
         }
-        if let pointer = tryOnce() { return .success(pointer) }
+        if let pointer = tryOnce(allowSteal: !avoidsSteal) { return .success(pointer) }
+        if avoidsSteal {
+            compact(superblocks: 1)
+            if let pointer = tryOnce() { return .success(pointer) }
+        }
         var drainFailure: SystemError?
         for step in PressureStep.inOrder where isAllowed(step) {
             guard relieve(step, superblocksNeeded: superblocksNeeded, byteCount: byteCount, drainFailure: &drainFailure) else { continue }
             if let pointer = tryOnce() { return .success(pointer) }
         }
-        let cached = caches?.cachedBytes.load(ordering: .relaxed) ?? 0
+        let threadCached = caches?.census(byThread: false).cachedBytes ?? 0
         let exhaustion = core.locked { core -> Exhaustion in
+            let cached = threadCached + core.cachedRunBytes
             core.counters.failures += 1
             return Exhaustion(
                 pool: name, requestedBytes: byteCount, alignment: alignment, mobility: mobility,
@@ -198,7 +209,8 @@ extension MemoryPool {
     /// Locked (realtime) pools never borrow or reclaim inline on the allocating thread.
     private func isAllowed(_ step: PressureStep) -> Bool {
         switch step {
-        case .drainLocalCaches, .drainThreadCaches: caches != nil
+        case .drainLocalCaches: true
+        case .drainThreadCaches: caches != nil
         case .recallLoans: true
         case .borrow, .reclaim: !configuration.locked
         }
@@ -208,7 +220,7 @@ extension MemoryPool {
     private func relieve(_ step: PressureStep, superblocksNeeded: Int, byteCount: Int, drainFailure: inout SystemError?) -> Bool {
         switch step {
         case .drainLocalCaches:
-            let freed = caches?.drainLocal(backend: self) ?? 0
+            let freed = (caches?.drainLocal(backend: self) ?? 0) + releaseCachedRuns()
             if freed > 0 { noteCacheDrain(freed) }
             return freed > 0
         case .drainThreadCaches:
@@ -247,6 +259,7 @@ extension MemoryPool: CacheBackend {
                 entries[got] = CachedBlock(address: block.address, state: state)
                 got += 1
             }
+            core.counters.cacheNetBlocks += got
             return got
         }
     }
@@ -261,6 +274,7 @@ extension MemoryPool: CacheBackend {
                 assert(state.kind == .cached, "cached block 0x\(String(entries[index].address, radix: 16)) is \(state)")
                 core.freeBlock(location, mobility: .unmovable)
             }
+            core.counters.cacheNetBlocks -= count
             return core.takePendingReturns()
         }
         deliverReturns(returns)
@@ -271,7 +285,7 @@ extension MemoryPool: CacheBackend {
     /// operations take no page fault on metadata or on first-use code.
     public func prepareCurrentThread() {
         guard !isForkedChild else { return }
-        _ = caches?.threadCacheOrCreate()
+        _ = caches?.threadCacheOrCreate(backend: self)
         let orders = caches.map { 0...$0.maxOrder } ?? 0...0
         for order in orders {
             if let pointer = try? allocate(byteCount: geometry.blockSize(order: order)) { deallocate(pointer) }
@@ -289,8 +303,17 @@ extension MemoryPool {
     /// Returns every cached block (this thread's, other threads', the depots') to the buddy
     /// allocator, so statistics and fragmentation reflect only live allocations.
     public func drainCaches() {
+        releaseCachedRuns()
         guard let caches else { return }
         caches.drainAllThreads(backend: self)
         caches.drainLocal(backend: self)
+    }
+
+    /// Frees the runs kept for reuse to the buddy allocator; returns their bytes.
+    @discardableResult
+    func releaseCachedRuns() -> Int {
+        let (bytes, returns) = core.locked { core in (core.releaseCachedRuns(), core.takePendingReturns()) }
+        deliverReturns(returns)
+        return bytes
     }
 }

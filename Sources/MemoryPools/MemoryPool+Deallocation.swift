@@ -45,7 +45,7 @@ extension MemoryPool {
     @inlinable
     public func deallocate(_ pointer: UnsafeMutableRawPointer) {
         let address = UInt(bitPattern: pointer)
-        if !countsSites, let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil),
+        if let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil),
            cacheFastPath.push(address: address, state: state, order: order) {
             return
         }
@@ -56,7 +56,7 @@ extension MemoryPool {
     @inlinable
     public func deallocate(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
         let address = UInt(bitPattern: pointer)
-        if !countsSites, byteCount > 0, byteCount <= cacheFastPath.maxCachedBytes,
+        if UInt(bitPattern: byteCount &- 1) < UInt(bitPattern: cacheFastPath.maxCachedBytes),
            let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: cacheFastPath.order(byteCount: byteCount)),
            cacheFastPath.push(address: address, state: state, order: order) {
             return
@@ -113,7 +113,7 @@ extension MemoryPool {
             guard offset < region.byteCount else { continue }
             return CacheFastPath.cacheableHead(
                 offset: offset, states: region.states, owners: region.owners, minBlockShift: geometry.minBlockShift,
-                superblockShift: geometry.superblockShift, maxOrder: cacheFastPath.maxOrder, poolID: id, expectedOrder: expectedOrder)
+                minBlockMask: UInt(geometry.minBlockSize - 1), superblockShift: geometry.superblockShift, maxOrder: cacheFastPath.maxOrder, poolID: id, expectedOrder: expectedOrder)
         }
         return nil
     }

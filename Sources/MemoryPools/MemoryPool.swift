@@ -49,8 +49,9 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     let shrinkers = Mutex<ShrinkerList>(ShrinkerList())
     /// Live blocks by allocation site, when the configuration asks for it.
     let accounting: AllocationAccounting?
-    /// `accounting != nil`, as a plain flag: testing it on the fast path retains nothing.
-    @usableFromInline let countsSites: Bool
+    /// `accounting != nil`, as a plain flag (the inlined paths do not test it: such a pool's
+    /// `cacheFastPath` sends every call out of line).
+    let countsSites: Bool
 
     /// The own regions, flattened for the free fast path: base, size, state bytes, owners.
     let fastRegions: UnsafeMutablePointer<CacheRegion>
@@ -138,7 +139,11 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         self.own = own
         self.topology = topology
         self.forkGeneration = PoolRegistry.forkGeneration
-        core = Mutex(PoolCore(arena: arena, tracker: tracker, grouping: configuration.mobilityGrouping, poolID: id, own: own))
+        let runCacheBudget = configuration.cache.enabled
+            ? configuration.cache.budgets(poolCapacity: configuration.capacity, cpus: max(1, (configuration.cpus ?? topology.allowedCPUs).count)).runs
+            : 0
+        core = Mutex(PoolCore(
+            arena: arena, tracker: tracker, grouping: configuration.mobilityGrouping, poolID: id, own: own, runCacheBudget: runCacheBudget))
 
         let index = configuration.cache.enabled ? CacheIndexRegistry.reserve(token: UInt64(id)) : nil
         cacheIndex = index
@@ -156,7 +161,10 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         } else {
             caches = nil
         }
-        cacheFastPath = caches?.fastPath(poolID: id, region: fastRegions.pointee) ?? .disabled
+        // Pools that count allocation sites keep every call out of line, where the accounting is.
+        let inline = !configuration.allocationAccounting
+        cacheFastPath = caches?.fastPath(poolID: id, region: fastRegions.pointee, inline: inline)
+            ?? .disabled(region: fastRegions.pointee, geometry: geometry)
         accounting = configuration.allocationAccounting ? AllocationAccounting() : nil
         countsSites = configuration.allocationAccounting
         for region in managed { PoolRegistry.addRange(region.addressRange, pool: id) }

@@ -35,6 +35,8 @@ struct PoolCounters {
     var bytesReclaimed = 0
     var superblocksCompacted = 0
     var relocationsRefused = 0
+    /// Blocks the buddy allocator gave the caches minus those they gave back.
+    var cacheNetBlocks = 0
 }
 
 /// The pool's own superblocks: slots 0..<count, region after region. Immutable, so the pool
@@ -91,13 +93,19 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     var pendingReturns: [Loan] = []
     /// Own slots whose memory `shrink(to:)` gave back to the kernel.
     var released: Set<Int> = []
+    /// Freed runs kept for reuse (PoolCore+RunCache.swift) and their bytes.
+    var cachedRuns: [CachedRun] = []
+    var cachedRunBytes = 0
+    let runCacheBudget: Int
 
-    init(arena: BuddyArena, tracker: FragmentationTracker, grouping: Bool, poolID: UInt32, own: OwnSuperblocks) {
+    init(arena: BuddyArena, tracker: FragmentationTracker, grouping: Bool, poolID: UInt32, own: OwnSuperblocks, runCacheBudget: Int) {
         self.arena = arena
         self.tracker = tracker
         self.grouping = grouping
         self.poolID = poolID
         self.own = own
+        self.runCacheBudget = runCacheBudget
+        cachedRuns.reserveCapacity(Self.runCacheEntries)
     }
 
     /// Bytes the pool manages now: own superblocks minus lent and released, plus borrowed.
@@ -122,6 +130,9 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     }
 
     mutating func allocateRun(count: Int, alignment: Int, boundary: Int, mobility: Mobility) -> BuddyAllocation? {
+        if mobility == .unmovable, let kept = takeCachedRun(count: count, alignment: alignment, boundary: boundary) {
+            return kept
+        }
         guard let run = arena.allocateRun(
             count: count, alignment: alignment, boundary: boundary, mobilityClass: mobility.rawValue, groupClass: groupClass(mobility))
         else {
@@ -146,6 +157,17 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     /// pool has another free superblock.
     @discardableResult
     mutating func freeBlock(_ location: BlockLocation, mobility: Mobility) -> BuddyRelease {
+        if arena.runLength(slot: location.slot) > 1, keepRun(location, mobility: mobility) {
+            // Still allocated from the arena's view: only the head's state byte changed.
+            let bytes = arena.runLength(slot: location.slot) << arena.geometry.superblockShift
+            return BuddyRelease(slot: location.slot, order: location.order, byteCount: bytes, mobilityClass: mobility.rawValue, superblockFreed: false)
+        }
+        return freeRun(location, mobility: mobility)
+    }
+
+    /// Frees a block or a run in the arena and the tracker (the run cache's own free).
+    @discardableResult
+    mutating func freeRun(_ location: BlockLocation, mobility: Mobility) -> BuddyRelease {
         let runLength = max(1, arena.runLength(slot: location.slot))
         let release = arena.free(location)
         if runLength > 1 {

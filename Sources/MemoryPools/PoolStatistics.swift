@@ -37,9 +37,9 @@ public struct OrderFragmentation: Sendable, Codable, Equatable {
     }
 }
 
-/// A snapshot of one pool. Reading it takes the pool lock once and walks the superblocks,
-/// never the CPUs: cache counters are folded into the pool by each thread's slow path, so
-/// `cachedBytes` and the call counts are exact to within one batch per thread.
+/// A snapshot of one pool. Reading it counts what the caches hold (walking the threads'
+/// caches and the depots), then takes the pool lock once and walks the superblocks. Exact when
+/// no operation is in flight: `usedBytes` is 0 once everything is freed.
 public struct PoolStatistics: Sendable, Codable, Equatable {
     public var name: String
     public var nodes: String
@@ -56,7 +56,7 @@ public struct PoolStatistics: Sendable, Codable, Equatable {
     public var managedBytes: Int
     /// Free in the buddy allocator.
     public var freeBytes: Int
-    /// Held by thread magazines and per-CPU depots, ready for reuse.
+    /// Held by thread magazines, per-CPU depots and the runs kept for reuse, ready for reuse.
     public var cachedBytes: Int
     /// Handed out to callers: managed - free - cached.
     public var usedBytes: Int
@@ -77,6 +77,12 @@ public struct PoolStatistics: Sendable, Codable, Equatable {
     /// Memory of the caches' magazines and depots.
     public var cacheStorageBytes: Int
     public var threadCaches: Int
+    /// The most all caches may hold at once (threads' grants and depots: `cache-bytes`).
+    public var cacheBudgetBytes: Int
+    /// Bytes granted to the threads that have caches now.
+    public var cacheGrantedBytes: Int
+    /// What each thread's magazines hold now, largest first.
+    public var cachedBytesByThread: [Int]
     public var lentBytes: Int
     public var borrowedBytes: Int
     /// Superblocks borrowed now, by lender name.
@@ -104,13 +110,10 @@ public struct PoolStatistics: Sendable, Codable, Equatable {
 
 extension MemoryPool {
     public var statistics: PoolStatistics {
-        let cached = caches?.cachedBytes.load(ordering: .relaxed) ?? 0
-        let cachedAllocations = caches?.cachedAllocations.load(ordering: .relaxed) ?? 0
-        let cachedFrees = caches?.cachedFrees.load(ordering: .relaxed) ?? 0
-        let threadCaches = caches?.threadCacheCount ?? 0
-        // Read before taking the pool lock: the lock order is thread-cache list, cache, depot, pool.
-        let cacheStorage = caches?.storageBytes ?? 0
+        // Counted before taking the pool lock: the lock order is thread-cache list, cache, depot, pool.
+        let census = caches?.census() ?? PoolCaches.Census()
         return core.locked { core in
+            let cached = census.cachedBytes + core.cachedRunBytes
             let managed = core.managedBytes
             let counts = (0...geometry.maxOrder).map { core.arena.freeBlockCount(order: $0) }
             var byNode: [String: [Int]] = [:]
@@ -139,10 +142,15 @@ extension MemoryPool {
                 freeBytes: core.arena.freeBytes, cachedBytes: max(0, cached), usedBytes: max(0, used),
                 highWaterBytes: core.counters.highWaterBytes, freeBlocksByOrder: counts, freeBlocksByNode: byNode,
                 largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,
-                allocationCount: core.counters.allocations + cachedAllocations,
-                deallocationCount: core.counters.deallocations + cachedFrees, failureCount: core.counters.failures,
+                allocationCount: core.counters.allocations + census.allocations,
+                // Frees into caches are not counted as they happen: blocks in caches now, plus those
+                // popped, minus those the caches took from the buddy allocator, were pushed.
+                deallocationCount: core.counters.deallocations + census.cachedBlocks + census.allocations - core.counters.cacheNetBlocks,
+                failureCount: core.counters.failures,
                 metadataBytes: metadata, metadataFraction: Double(metadata) / Double(max(1, core.arena.slotCapacity << geometry.superblockShift)),
-                cacheStorageBytes: cacheStorage, threadCaches: threadCaches,
+                cacheStorageBytes: census.storageBytes, threadCaches: census.threads,
+                cacheBudgetBytes: caches.map { $0.threadBudget + $0.depotBudget } ?? 0, cacheGrantedBytes: census.grantedBytes,
+                cachedBytesByThread: census.bytesByThread,
                 lentBytes: core.lent.count << geometry.superblockShift, borrowedBytes: core.borrowed.count << geometry.superblockShift,
                 borrowedFrom: borrowedFrom, lentTo: lentTo, superblocksBorrowedTotal: core.counters.superblocksBorrowed,
                 superblocksReturnedTotal: core.counters.superblocksReturned, superblocksByMobility: byMobility,

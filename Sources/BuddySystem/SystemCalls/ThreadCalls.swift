@@ -56,12 +56,25 @@ package enum ThreadCalls {
 /// and the fences of the caches' drain handshake. They make no system call.
 @usableFromInline
 package enum FastPathAccessors {
-    /// The calling thread's cache root (initial-exec TLS: one mov from %fs).
+    /// Slots of a thread's cache root.
+    package static var cacheIndexCount: Int { Int(CNUMA_CACHE_INDEX_COUNT) }
+
+    /// The calling thread's cache root (initial-exec TLS: one mov from %fs). Never nil: the
+    /// shared empty root until the thread makes a cache of its own.
     @inlinable @inline(__always)
-    package static var threadCacheRoot: UnsafeMutableRawPointer? { cnuma_thread_cache() }
+    package static var threadCacheRoot: UnsafeMutableRawPointer {
+        // Invariant: the C side initializes the root to the empty root and never stores NULL.
+        cnuma_thread_cache().unsafelyUnwrapped
+    }
 
     @inlinable @inline(__always)
-    package static func setThreadCacheRoot(_ root: UnsafeMutableRawPointer?) { cnuma_set_thread_cache(root) }
+    package static func setThreadCacheRoot(_ root: UnsafeMutableRawPointer) { cnuma_set_thread_cache(root) }
+
+    /// The root a thread has before it makes a cache (read-only: every slot is `noThreadCache`).
+    package static var emptyThreadCacheRoot: UnsafeMutableRawPointer { cnuma_empty_thread_cache_root().unsafelyUnwrapped }
+
+    /// What an unused slot points at: a header of zeros, whose token 0 no pool has.
+    package static var noThreadCache: UnsafeMutableRawPointer { cnuma_no_thread_cache().unsafelyUnwrapped }
 
     /// Orders memory accesses for the compiler only; with `ThreadCalls.heavyBarrier()` on the
     /// other side it orders like a full fence.
