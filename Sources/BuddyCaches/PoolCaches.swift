@@ -75,9 +75,11 @@ package final class PoolCaches: @unchecked Sendable {
         threadGrant = budgets.perThread
         depotBudget = budgets.depots
         let depotShare = budgets.depots
-        // Never a block above 1/32 of the pool, and never one the largest grant cannot hold.
+        // Never a block above 1/32 of the pool, and never one a full grant does not cache.
         let bounded = (0...geometry.maxOrder).last { geometry.blockSize(order: $0) <= max(poolCapacity / 32, geometry.minBlockSize) } ?? 0
-        maxOrder = min(configuration.maxOrder ?? geometry.maxOrder, bounded)
+        let wanted = min(configuration.maxOrder ?? geometry.maxOrder, bounded)
+        let full = MagazineSizes(geometry: geometry, cachedMaxOrder: wanted, grantBytes: budgets.perThread)
+        maxOrder = full.capacities.lastIndex { $0 > 0 } ?? 0
 
         let (table, count) = Self.depotTable(sharding: configuration.sharding, cpus: cpus, topology: topology)
         depotOfCPU = table
@@ -270,17 +272,19 @@ package final class PoolCaches: @unchecked Sendable {
     /// Sets a cache's grant and sizes its magazines to it. List lock held; the owner is not in a
     /// fast-path operation (it is the caller, or a drainer holds its cache lock).
     private func apply(grant: Int, to cache: UnsafeMutablePointer<ThreadCache>, list: inout ThreadList) {
-        list.grantedBytes += grant - cache.pointee.grantBytes
-        cache.pointee.grantBytes = grant
+        list.grantedBytes += grant - cache.pointee.grantBytes.load(ordering: .relaxed)
+        cache.pointee.grantBytes.store(grant, ordering: .relaxed)
         let sizes = MagazineSizes(geometry: geometry, cachedMaxOrder: maxOrder, grantBytes: grant)
         for order in 0..<cache.pointee.orderCount { cache.pointee.magazines[order].resize(capacity: sizes.capacities[order]) }
     }
 
     /// An owner whose grant was taken back (it was idle) asks for one again.
     private func regrant(_ cache: UnsafeMutablePointer<ThreadCache>, backend: some CacheBackend) {
+        guard cache.pointee.grantBytes.load(ordering: .relaxed) < threadGrant else { return }
         threadCaches.locked { list in
-            guard cache.pointee.grantBytes < threadGrant else { return }
-            let grant = takeGrant(&list, backend: backend) + cache.pointee.grantBytes
+            let held = cache.pointee.grantBytes.load(ordering: .relaxed)
+            guard held < threadGrant else { return }
+            let grant = takeGrant(&list, backend: backend) + held
             cache.pointee.lock.locked { _ in apply(grant: min(grant, threadGrant), to: cache, list: &list) }
         }
     }
@@ -292,7 +296,7 @@ package final class PoolCaches: @unchecked Sendable {
         epoch.store(current + 1, ordering: .relaxed)
         let mine = currentThreadCache()
         let idle = list.caches.filter {
-            $0.cache != mine && $0.cache.pointee.grantBytes > 0 && $0.cache.pointee.lastSlowPath.load(ordering: .relaxed) < current
+            $0.cache != mine && $0.cache.pointee.grantBytes.load(ordering: .relaxed) > 0 && $0.cache.pointee.lastSlowPath.load(ordering: .relaxed) < current
         }
         guard !idle.isEmpty else { return }
         let result = drainHoldingLocks(idle, from: 0, skipping: mine, raised: 0, backend: backend) { cache in
@@ -403,7 +407,7 @@ package final class PoolCaches: @unchecked Sendable {
     package func retire(_ cache: UnsafeMutablePointer<ThreadCache>, backend: some CacheBackend) {
         threadCaches.locked { list in
             list.caches.removeAll { $0.cache == cache }
-            list.grantedBytes -= cache.pointee.grantBytes
+            list.grantedBytes -= cache.pointee.grantBytes.load(ordering: .relaxed)
             cache.pointee.lock.locked { _ -> Void in flushMagazines(of: cache, backend: backend) }
         }
         retiredAllocations.add(cache.pointee.allocations.load(ordering: .relaxed), ordering: .relaxed)

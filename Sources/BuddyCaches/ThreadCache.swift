@@ -31,8 +31,8 @@ package struct ThreadCache: ~Copyable {
     package let orderCount: Int
     package let cacheIndex: Int
     /// Bytes of the pool's cache budget this thread holds (its magazines' full size); changed
-    /// under the pool caches' list lock.
-    package var grantBytes: Int
+    /// under the pool caches' list lock, read by the owner without it (hence atomic).
+    package let grantBytes: Atomic<Int>
     /// The mapping holding this structure, released when the cache is freed.
     let storage: Unmanaged<MetadataBuffer>
 
@@ -47,7 +47,7 @@ package struct ThreadCache: ~Copyable {
         self.magazines = magazines
         self.orderCount = orderCount
         self.cacheIndex = cacheIndex
-        self.grantBytes = grantBytes
+        self.grantBytes = Atomic(grantBytes)
         self.storage = storage
     }
 

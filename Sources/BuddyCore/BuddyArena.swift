@@ -104,11 +104,25 @@ public final class BuddyArena {
     private let slotFreeCounts: UnsafeMutablePointer<UInt16>
     private let freeCounts: UnsafeMutablePointer<Int>
 
-    /// Attached address ranges, sorted by base: (base, first slot, slot count).
-    private var ranges: [(base: UInt, firstSlot: Int, count: Int)] = []
+    /// Attached address ranges, sorted by base, `rangeCount` of them: consecutive slots at
+    /// consecutive addresses. In the metadata buffer, like every mutable field: a class's own
+    /// `var`s cost a dynamic exclusivity check (a runtime call) on every access.
+    private let ranges: UnsafeMutablePointer<SlotRange>
+    /// freeBytes, attachedSlotCount, rangeCount.
+    private let scalars: UnsafeMutablePointer<Int>
 
-    public private(set) var freeBytes = 0
-    public private(set) var attachedSlotCount = 0
+    struct SlotRange {
+        var base: UInt
+        var firstSlot: Int
+        var count: Int
+    }
+
+    public var freeBytes: Int { scalars[0] }
+    public var attachedSlotCount: Int { scalars[1] }
+    private var rangeCount: Int {
+        get { scalars[2] }
+        set { scalars[2] = newValue }
+    }
 
     // MARK: Creation
 
@@ -154,6 +168,8 @@ public final class BuddyArena {
         runLengths = (storage + plan.runLengths).bindMemory(to: UInt32.self, capacity: slotCapacity)
         slotFreeCounts = (storage + plan.slotFreeCounts).bindMemory(to: UInt16.self, capacity: max(1, slotCapacity * maxOrder))
         freeCounts = (storage + plan.freeCounts).bindMemory(to: Int.self, capacity: maxOrder + 1)
+        ranges = (storage + plan.ranges).bindMemory(to: SlotRange.self, capacity: slotCapacity)
+        scalars = (storage + plan.scalars).bindMemory(to: Int.self, capacity: 3)
 
         for order in 0...maxOrder {
             let words = (storage + plan.freeWords[order]).bindMemory(to: UInt64.self, capacity: 1)
@@ -195,6 +211,7 @@ public final class BuddyArena {
         var total = 0
         var freeSets = 0, classSets = 0, detachedSet = 0, classSetCounts = 0, classOrderMasks = 0
         var slotBases = 0, slotStates = 0, slotClasses = 0, slotQuarantined = 0, runLengths = 0, slotFreeCounts = 0, freeCounts = 0
+        var ranges = 0, scalars = 0
         var freeWords: [Int] = []
         var classWords = 0, detachedWords = 0, slotSetWords = 0
     }
@@ -220,6 +237,8 @@ public final class BuddyArena {
         plan.runLengths = take(slotCapacity * 4)
         plan.slotFreeCounts = take(max(1, slotCapacity * maxOrder) * 2)
         plan.freeCounts = take((maxOrder + 1) * 8)
+        plan.ranges = take(slotCapacity * MemoryLayout<SlotRange>.stride)
+        plan.scalars = take(3 * 8)
         plan.freeWords = (0...maxOrder).map { order in
             take(HierarchicalBitset.wordCount(bitCount: slotCapacity << (maxOrder - order)) * 8)
         }
@@ -252,7 +271,7 @@ public final class BuddyArena {
             slotStates[slot] = stateTable + (index << geometry.maxOrder)
             slotClasses[slot] = Self.noClass
             addFree(slot: slot, index: slot, order: geometry.maxOrder)
-            attachedSlotCount += 1
+            scalars[1] += 1
         }
         insertRange(base: base, firstSlot: start, count: superblockCount)
         return start
@@ -268,7 +287,7 @@ public final class BuddyArena {
         slotStates[slot] = nil
         slotClasses[slot] = Self.noClass
         detachedSet.pointee.insert(slot)
-        attachedSlotCount -= 1
+        scalars[1] -= 1
         removeRange(base: base, slot: slot)
         return base
     }
@@ -311,7 +330,7 @@ public final class BuddyArena {
 
     /// The slot holding `address`, if an attached superblock does.
     public func slot(containing address: UInt) -> Int? {
-        var low = 0, high = ranges.count
+        var low = 0, high = rangeCount
         while low < high {
             let mid = (low + high) / 2
             if ranges[mid].base <= address { low = mid + 1 } else { high = mid }
@@ -585,7 +604,7 @@ public final class BuddyArena {
         let offset = (index << order) & (geometry.blocksPerSuperblock - 1)
         state(slot: slot, offset: offset).pointee.store(BlockState.free(order: order).rawValue, ordering: .relaxed)
         freeCounts[order] += 1
-        freeBytes += geometry.blockSize(order: order)
+        scalars[0] += geometry.blockSize(order: order)
         guard order < geometry.maxOrder else { return }
         let count = slotCount(slot, order)
         count.pointee += 1
@@ -597,7 +616,7 @@ public final class BuddyArena {
     private func removeFree(slot: Int, index: Int, order: Int) {
         freeSets[order].remove(index)
         freeCounts[order] -= 1
-        freeBytes -= geometry.blockSize(order: order)
+        scalars[0] -= geometry.blockSize(order: order)
         guard order < geometry.maxOrder else { return }
         let count = slotCount(slot, order)
         count.pointee -= 1
@@ -676,16 +695,17 @@ public final class BuddyArena {
     }
 
     private func insertRange(base: UInt, firstSlot: Int, count: Int) {
-        let position = ranges.firstIndex { $0.base > base } ?? ranges.count
-        ranges.insert((base, firstSlot, count), at: position)
+        var position = 0
+        while position < rangeCount, ranges[position].base <= base { position += 1 }
+        insertRangeEntry(SlotRange(base: base, firstSlot: firstSlot, count: count), at: position)
         // Merge with neighbours that continue both the addresses and the slot numbers.
         var index = max(position - 1, 0)
-        while index + 1 < ranges.count {
+        while index + 1 < rangeCount {
             let left = ranges[index], right = ranges[index + 1]
             if left.base + UInt(left.count << geometry.superblockShift) == right.base,
                left.firstSlot + left.count == right.firstSlot {
                 ranges[index].count += right.count
-                ranges.remove(at: index + 1)
+                removeRangeEntry(at: index + 1)
             } else if index >= position {
                 break
             } else {
@@ -695,15 +715,29 @@ public final class BuddyArena {
     }
 
     private func removeRange(base: UInt, slot: Int) {
-        guard let index = ranges.lastIndex(where: { $0.base <= base }) else { return }
+        var index = rangeCount - 1
+        while index >= 0, ranges[index].base > base { index -= 1 }
+        guard index >= 0 else { return }
         let range = ranges[index]
         let position = slot - range.firstSlot
-        var replacement: [(base: UInt, firstSlot: Int, count: Int)] = []
-        if position > 0 { replacement.append((range.base, range.firstSlot, position)) }
+        removeRangeEntry(at: index)
         if position + 1 < range.count {
-            replacement.append((base + UInt(geometry.superblockSize), slot + 1, range.count - position - 1))
+            insertRangeEntry(SlotRange(base: base + UInt(geometry.superblockSize), firstSlot: slot + 1, count: range.count - position - 1), at: index)
         }
-        ranges.replaceSubrange(index...index, with: replacement)
+        if position > 0 { insertRangeEntry(SlotRange(base: range.base, firstSlot: range.firstSlot, count: position), at: index) }
+    }
+
+    private func insertRangeEntry(_ entry: SlotRange, at index: Int) {
+        // Invariant: ranges never outnumber slots (each holds at least one attached slot).
+        assert(rangeCount < slotCapacity, "more address ranges than slots")
+        (ranges + index + 1).update(from: ranges + index, count: rangeCount - index)
+        ranges[index] = entry
+        rangeCount += 1
+    }
+
+    private func removeRangeEntry(at index: Int) {
+        (ranges + index).update(from: ranges + index + 1, count: rangeCount - index - 1)
+        rangeCount -= 1
     }
 
     // MARK: Invariants

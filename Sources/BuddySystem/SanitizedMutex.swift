@@ -7,7 +7,7 @@ extension Mutex where Value: ~Copyable {
     /// `withLock`, announced to ThreadSanitizer: Swift 6.3's Mutex on Linux parks on a futex
     /// TSan cannot see, so without the announcement every locked section looks like a race.
     /// Outside TSan the announcements are a never-taken branch.
-    @inline(__always)
+    @inlinable @inline(__always)
     package borrowing func locked<Result: ~Copyable, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
