@@ -43,8 +43,10 @@ struct ChildRun {
             }
         }
         switch scenario {
-        case .fixed4K, .fixed4K2, .fixed64K, .fixed2M, .fixed16M: return fixed(scenario)
+        case .fixed4K, .fixed4KAligned, .fixed4K2, .fixed64K, .fixed64KAligned, .fixed2M, .fixed16M: return fixed(scenario)
         case .mixed1, .mixed2: return mixed(scenario)
+        case .scaling: return scaling()
+        case .footprint: return FootprintExperiment(node: localNode).run()
         case .gups: return gups()
         case .numa: return numa()
         case .churn: return ChurnExperiment(settings: settings, node: localNode).run()
@@ -53,63 +55,88 @@ struct ChildRun {
 
     // MARK: Allocators per scenario
 
-    /// A pool on the local node big enough for the scenario (2 MiB pages, falling back as usual).
-    /// - Parameter maxOrder: inclusive; 10 makes 4 MiB superblocks, so every size of the mixed
-    ///   workload (4 KiB ... 4 MiB) is a single buddy block rather than a run.
-    func makePool(capacity: Int, node: Int? = nil, name: String = "bench", maxOrder: Int? = nil) -> MemoryPool? {
-        let superblock = 4096 << (maxOrder ?? 9)
+    /// A pool on the local node big enough for the scenario: the default configuration (2 MiB
+    /// pages, falling back as usual; 2 MiB superblocks), with its caches or without.
+    func makePool(capacity: Int, node: Int? = nil, name: String = "bench", caches: Bool = true) -> MemoryPool? {
+        let superblock = BuddyGeometry.standard.superblockSize
         var configuration = PoolConfiguration(name: name, capacity: (capacity + superblock - 1) / superblock * superblock)
         configuration.nodes = [node ?? localNode]
-        configuration.pageSize = .huge2M
-        configuration.maxOrder = maxOrder
+        configuration.cache.enabled = caches
         return try? MemoryPool(configuration: configuration)
     }
 
+    /// One null allocator per thread, for sizes up to `maxSize`, `slots` of each power of two.
+    func nullAllocators(threads: Int, maxSize: Int, slots: Int) -> [NullAllocator]? {
+        var allocators: [NullAllocator] = []
+        for _ in 0..<threads {
+            guard let allocator = NullAllocator(maxSize: maxSize, slots: slots, node: localNode) else { return nil }
+            allocators.append(allocator)
+        }
+        return allocators
+    }
+
     /// Calls `body` with one allocator per thread (shared where the allocator is thread-safe).
-    func withAllocators<R>(capacity: Int, slotBytes: Int, slots: Int, threads: Int, maxOrder: Int? = nil,
-                           _ body: (AllocatorSet) -> R?) -> (R?, String?) {
+    /// For a pool, `body` also runs with the null allocator right after, in the same process,
+    /// so the pool's figure has the workload's own cost beside it: `nullBody` gets that result.
+    func withAllocators<R>(capacity: Int, maxSize: Int, slots: Int, threads: Int,
+                           _ body: (AllocatorSet) -> R?) -> (R?, String?, R?) {
         switch contender {
-        case .buddypools:
-            guard let pool = makePool(capacity: capacity, maxOrder: maxOrder) else { return (nil, "could not create a \(ByteCount.format(capacity)) pool") }
+        case .buddypools, .buddypoolsNocache:
+            guard let pool = makePool(capacity: capacity, caches: contender == .buddypools) else {
+                return (nil, "could not create a \(ByteCount.format(capacity)) pool", nil)
+            }
             let note = "pool \(ByteCount.format(pool.capacity)), \(pool.regions[0].pageSize), superblock \(ByteCount.format(pool.geometry.superblockSize))"
             let outcome = body(.pool(PoolAllocator(pool: pool)))
-            return (outcome, note)
+            let null = nullAllocators(threads: threads, maxSize: maxSize, slots: slots).flatMap { body(.null($0)) }
+            return (outcome, note, null)
         case .null:
-            var allocators: [NullAllocator] = []
-            for _ in 0..<threads {
-                guard let allocator = NullAllocator(slotBytes: slotBytes, slots: slots, node: localNode) else {
-                    return (nil, "could not map the null allocator's slots")
-                }
-                allocators.append(allocator)
+            guard let allocators = nullAllocators(threads: threads, maxSize: maxSize, slots: slots) else {
+                return (nil, "could not map the null allocator's slots", nil)
             }
-            return (body(.null(allocators)), nil)
-        case .glibc, .jemalloc, .mimalloc, .tcmalloc: return (body(.malloc(MallocAllocator())), nil)
-        case .numaAllocOnnode: return (body(.numa(NumaAllocator(node: Int32(localNode)))), nil)
-        case .memkindRegular: return (body(.memkind(MemkindAllocator(kind: 1))), nil)
-        case .memkindHugetlb: return (body(.memkind(MemkindAllocator(kind: 2))), nil)
+            return (body(.null(allocators)), nil, nil)
+        case .glibc, .jemalloc, .mimalloc, .tcmalloc: return (body(.malloc(MallocAllocator())), nil, nil)
+        case .numaAllocOnnode: return (body(.numa(NumaAllocator(node: Int32(localNode)))), nil, nil)
+        case .memkindRegular: return (body(.memkind(MemkindAllocator(kind: 1))), nil, nil)
+        case .memkindHugetlb: return (body(.memkind(MemkindAllocator(kind: 2))), nil, nil)
         }
     }
 
     // MARK: Scenarios
 
     private func fixed(_ scenario: Scenario) -> ScenarioResult {
-        let size = scenario.fixedSize!
-        let live = 64
         let threads = scenario == .fixed4K2 ? 2 : 1
+        guard let measured = fixedLoop(size: scenario.fixedSize!, alignment: scenario.fixedAlignment, threads: threads) else {
+            return result(scenario, .skipped, "needs \(threads) CPUs")
+        }
+        guard let outcome = measured.outcome else { return result(scenario, .failed, measured.note ?? "allocation failed") }
+        var summary = summarize(scenario, outcome, note: measured.note)
+        if let null = measured.null { summary.metrics["null_same_process_ns"] = wallNanoseconds(null) }
+        return summary
+    }
+
+    /// The fixed loop on `threads` threads at once, each with its own 64 blocks; nil when the
+    /// machine has fewer CPUs.
+    private func fixedLoop(size: Int, alignment: Int, threads: Int) -> (outcome: [LoopMeasurement]?, note: String?, null: [LoopMeasurement]?)? {
+        let live = 64
         let cpus = topology.allowedCPUs.map { $0 }
-        guard threads <= cpus.count else { return result(scenario, .skipped, "needs \(threads) CPUs") }
+        guard threads <= cpus.count else { return nil }
         let duration = settings.duration
-        let (outcome, note) = withAllocators(capacity: threads * (live * size * 5 / 4) + (64 << 20), slotBytes: size, slots: live + 1, threads: threads) { set -> [LoopMeasurement]? in
+        let (outcome, note, null) = withAllocators(capacity: threads * (live * size * 5 / 4) + (64 << 20), maxSize: size, slots: live + 1, threads: threads) { set -> [LoopMeasurement]? in
             let results = ResultBox<LoopMeasurement>(count: threads)
             runOnThreads(threads) { index in
                 _ = cbench_pin_to_cpu(Int32(threads == 1 ? localCPU : cpus[index % cpus.count]))
-                results.set(index, set.visit(thread: index, FixedTask(size: size, live: live, duration: duration)))
+                results.set(index, set.visit(thread: index, FixedTask(size: size, alignment: alignment, live: live, duration: duration)))
             }
             let all = results.values
             return all.count == threads ? all : nil
         }
-        guard let measured = outcome ?? nil else { return result(scenario, .failed, note ?? "allocation failed") }
-        return summarize(scenario, measured, note: note)
+        return (outcome ?? nil, note, null ?? nil)
+    }
+
+    /// Wall nanoseconds per operation over all threads of one run.
+    private func wallNanoseconds(_ measured: [LoopMeasurement]) -> Double {
+        let operations = measured.reduce(0) { $0 + $1.operations }
+        return Double(measured.map(\.nanoseconds).max() ?? 1) / Double(max(1, operations))
     }
 
     /// One result from each thread's loop: wall time per operation over all threads.
@@ -126,24 +153,58 @@ struct ChildRun {
 
     private func mixed(_ scenario: Scenario) -> ScenarioResult {
         let threads = scenario == .mixed2 ? 2 : 1
+        guard let measured = mixedLoop(threads: threads, tails: threads == 1) else {
+            return result(scenario, .skipped, "needs \(threads) CPUs")
+        }
+        guard let outcome = measured.outcome else { return result(scenario, .failed, measured.note ?? "allocation failed") }
+        var summary = summarize(scenario, outcome.map(\.0), note: measured.note)
+        summary.latency = outcome.first?.1
+        if let null = measured.null { summary.metrics["null_same_process_ns"] = wallNanoseconds(null.map(\.0)) }
+        return summary
+    }
+
+    /// The mixed workload on `threads` threads, each its own 1024 blocks.
+    private func mixedLoop(threads: Int, tails: Bool) -> (outcome: [(LoopMeasurement, LatencySummary?)]?, note: String?, null: [(LoopMeasurement, LatencySummary?)]?)? {
         let live = 1024
         let cpus = topology.allowedCPUs.map { $0 }
-        guard threads <= cpus.count else { return result(scenario, .skipped, "needs \(threads) CPUs") }
+        guard threads <= cpus.count else { return nil }
         let duration = settings.duration
         let seed = settings.seed
-        let (outcome, note) = withAllocators(capacity: threads * (2 << 30), slotBytes: 4 << 20, slots: live + 1, threads: threads, maxOrder: 10) { set -> [(LoopMeasurement, LatencySummary?)]? in
+        // 256 slots of each power of two: the live set holds about 102 of each of the ten sizes
+        // above 4 KiB, and drifts well past 128 over a run.
+        let (outcome, note, null) = withAllocators(capacity: threads * (2 << 30), maxSize: 4 << 20, slots: 256, threads: threads) { set -> [(LoopMeasurement, LatencySummary?)]? in
             let results = ResultBox<(LoopMeasurement, LatencySummary?)>(count: threads)
             runOnThreads(threads) { index in
                 _ = cbench_pin_to_cpu(Int32(cpus[index % cpus.count]))
-                let task = MixedTask(live: live, duration: duration, seed: seed &+ UInt64(index), tails: threads == 1)
+                let task = MixedTask(live: live, duration: duration, seed: seed &+ UInt64(index), tails: tails)
                 results.set(index, set.visit(thread: index, task) ?? nil)
             }
             let all = results.values
             return all.count == threads ? all : nil
         }
-        guard let measured = outcome ?? nil else { return result(scenario, .failed, note ?? "allocation failed") }
-        var summary = summarize(scenario, measured.map(\.0), note: note)
-        summary.latency = measured.first?.1
+        return (outcome ?? nil, note, null ?? nil)
+    }
+
+    /// fixed-4K and mixed on 1 ... N threads: throughput at each count over throughput on one.
+    private func scaling() -> ScenarioResult {
+        let counts = Array(1...max(1, topology.allowedCPUs.count))
+        var summary = result(.scaling, .ok, "threads 1...\(counts.last!)")
+        var fixedOne: Double?, mixedOne: Double?
+        for threads in counts {
+            guard let fixed = fixedLoop(size: 4 << 10, alignment: 0, threads: threads)?.outcome,
+                  let mixed = mixedLoop(threads: threads, tails: false)?.outcome
+            else { return result(.scaling, .failed, "allocation failed at \(threads) threads") }
+            let fixedNs = wallNanoseconds(fixed), mixedNs = wallNanoseconds(mixed.map(\.0))
+            if threads == 1 { fixedOne = fixedNs; mixedOne = mixedNs }
+            summary.metrics["fixed-4K_\(threads)t_ns"] = fixedNs
+            summary.metrics["mixed_\(threads)t_ns"] = mixedNs
+            summary.metrics["fixed-4K_\(threads)t_speedup"] = (fixedOne ?? fixedNs) / fixedNs
+            summary.metrics["mixed_\(threads)t_speedup"] = (mixedOne ?? mixedNs) / mixedNs
+            if threads == counts.last! {
+                summary.nanosecondsPerOperation = fixedNs
+                summary.operations = fixed.reduce(0) { $0 + $1.operations }
+            }
+        }
         return summary
     }
 
@@ -156,7 +217,7 @@ struct ChildRun {
         var keepAlive: AnyObject?
         var release: () -> Void = {}
         switch contender {
-        case .buddypools:
+        case .buddypools, .buddypoolsNocache:
             guard let pool = makePool(capacity: bytes + (2 << 20), name: "gups"),
                   let memory = try? pool.allocateContiguous(byteCount: bytes, alignment: 2 << 20)
             else { return result(.gups, .failed, "could not get \(ByteCount.format(bytes)) from a pool") }
@@ -196,7 +257,7 @@ struct ChildRun {
         // Where does memory meant for the remote node land?
         let placement: Double?
         switch contender {
-        case .buddypools:
+        case .buddypools, .buddypoolsNocache:
             guard let pool = makePool(capacity: bytes + (2 << 20), node: remote, name: "remote"),
                   let memory = try? pool.allocateContiguous(byteCount: bytes, alignment: 2 << 20)
             else { return result(.numa, .failed, "could not create a pool on node \(remote)") }
@@ -246,9 +307,9 @@ protocol AllocatorTask: Sendable {
 }
 
 struct FixedTask: AllocatorTask {
-    let size: Int, live: Int, duration: Double
+    let size: Int, alignment: Int, live: Int, duration: Double
     func run<A: BenchAllocator>(_ allocator: A) -> LoopMeasurement? {
-        Workloads.fixedSize(allocator, size: size, live: live, duration: duration)
+        Workloads.fixedSize(allocator, size: size, alignment: alignment, live: live, duration: duration)
     }
 }
 

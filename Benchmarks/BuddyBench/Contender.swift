@@ -3,6 +3,8 @@ import Glibc
 /// An allocator the benchmark compares, each run in its own child process.
 enum Contender: String, CaseIterable, Codable, Sendable {
     case buddypools
+    /// A pool with its caches off: every operation through the pool lock.
+    case buddypoolsNocache = "buddypools-nocache"
     case null
     case glibc
     case jemalloc
@@ -13,7 +15,10 @@ enum Contender: String, CaseIterable, Codable, Sendable {
     case memkindHugetlb = "memkind-hugetlb"
 
     /// The allocators users would pick instead (the ratios are against the best of these).
-    var isPeer: Bool { self != .buddypools && self != .null }
+    var isPeer: Bool { self != .buddypools && self != .buddypoolsNocache && self != .null }
+
+    /// Ours: a pool, with or without caches.
+    var isPool: Bool { self == .buddypools || self == .buddypoolsNocache }
 
     /// The library LD_PRELOAD puts in front of malloc, for the malloc peers.
     var preloadLibrary: String? {
@@ -47,26 +52,36 @@ enum Contender: String, CaseIterable, Codable, Sendable {
 /// A named, documented workload.
 enum Scenario: String, CaseIterable, Codable, Sendable {
     case fixed4K = "fixed-4K"
+    case fixed4KAligned = "fixed-4K-aligned"
     case fixed4K2 = "fixed-4K-2t"
     case fixed64K = "fixed-64K"
+    case fixed64KAligned = "fixed-64K-aligned"
     case fixed2M = "fixed-2M"
     case fixed16M = "fixed-16M"
     case mixed1 = "mixed-1t"
     case mixed2 = "mixed-2t"
+    case scaling
     case gups
     case numa
     case churn
+    case footprint
 
     var summary: String {
         switch self {
         case .fixed4K, .fixed64K, .fixed2M, .fixed16M:
             "steady state of 64 live \(rawValue.dropFirst(6)) blocks; one op = free one + allocate one (no touch)"
+        case .fixed4KAligned, .fixed64KAligned:
+            "the same with alignment 4096, as a page allocator's users ask (aligned_alloc for the malloc peers)"
         case .fixed4K2:
             "fixed-4K on 2 threads at once, each with its own 64 blocks; ns/op is wall time over both threads' pairs"
         case .mixed1:
-            "1024 live blocks, log-uniform 4 KiB..4 MiB, random replacement, first and last byte touched; 1 thread; tails from a second, timed pass"
+            "1024 live blocks, log-uniform 4 KiB..4 MiB, random replacement, first and last byte touched; 1 thread; the pool's default configuration; tails from a second, timed pass"
         case .mixed2:
             "the mixed workload on 2 threads at once (each its own 1024 blocks); ns/op is wall time over both threads' ops"
+        case .scaling:
+            "fixed-4K and mixed on 1 ... N threads (N: the CPUs allowed), throughput relative to 1 thread"
+        case .footprint:
+            "what the pool keeps: cached bytes after one thread frees all it allocated (64 MiB pool) and with 64 idle threads (1 GiB pool), metadata of a 64-pool set"
         case .gups:
             "random 8-byte read-modify-write over a large table (GUPS-style); ns per update"
         case .numa:
@@ -78,20 +93,28 @@ enum Scenario: String, CaseIterable, Codable, Sendable {
 
     var fixedSize: Int? {
         switch self {
-        case .fixed4K, .fixed4K2: 4 << 10
-        case .fixed64K: 64 << 10
+        case .fixed4K, .fixed4K2, .fixed4KAligned: 4 << 10
+        case .fixed64K, .fixed64KAligned: 64 << 10
         case .fixed2M: 2 << 20
         case .fixed16M: 16 << 20
         default: nil
         }
     }
 
+    /// Alignment the fixed scenario asks for (0: the allocator's default).
+    var fixedAlignment: Int {
+        switch self {
+        case .fixed4KAligned, .fixed64KAligned: 4096
+        default: 0
+        }
+    }
+
     func applies(to contender: Contender) -> Bool {
         switch self {
-        case .fixed4K, .fixed4K2, .fixed64K, .fixed2M, .fixed16M, .mixed1, .mixed2: true
-        case .gups: contender != .null && contender != .numaAllocOnnode && contender != .memkindRegular
-        case .numa: contender != .null && contender != .memkindHugetlb
-        case .churn: contender == .buddypools
+        case .fixed4K, .fixed4KAligned, .fixed4K2, .fixed64K, .fixed64KAligned, .fixed2M, .fixed16M, .mixed1, .mixed2, .scaling: true
+        case .gups: contender != .null && contender != .numaAllocOnnode && contender != .memkindRegular && contender != .buddypoolsNocache
+        case .numa: contender != .null && contender != .memkindHugetlb && contender != .buddypoolsNocache
+        case .churn, .footprint: contender == .buddypools
         }
     }
 }

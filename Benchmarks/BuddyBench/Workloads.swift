@@ -5,11 +5,15 @@ import Histogram
 enum Workloads {
     /// Steady state of `live` blocks of one size: free one, allocate one in its place.
     /// One operation is one free plus one allocation (a pair). Memory is not touched.
-    static func fixedSize<A: BenchAllocator>(_ allocator: A, size: Int, live: Int, duration: Double) -> LoopMeasurement? {
+    /// `alignment` 0 asks with the allocator's default alignment (malloc, `allocate(byteCount:)`).
+    static func fixedSize<A: BenchAllocator>(_ allocator: A, size: Int, alignment: Int, live: Int, duration: Double) -> LoopMeasurement? {
+        @inline(__always) func get() -> UnsafeMutableRawPointer? {
+            alignment == 0 ? allocator.allocate(size) : allocator.allocate(size, alignment: alignment)
+        }
         let slots = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: live)
         defer { slots.deallocate() }
         for index in 0..<live {
-            guard let pointer = allocator.allocate(size) else { return nil }
+            guard let pointer = get() else { return nil }
             slots[index] = pointer
         }
         defer { for index in 0..<live { allocator.deallocate(slots[index], size: size) } }
@@ -17,7 +21,7 @@ enum Workloads {
         for index in 0..<(live * 8) {
             let slot = index & (live - 1)
             allocator.deallocate(slots[slot], size: size)
-            guard let pointer = allocator.allocate(size) else { return nil }
+            guard let pointer = get() else { return nil }
             slots[slot] = pointer
         }
         let budget = UInt64(duration * 1e9)
@@ -27,7 +31,7 @@ enum Workloads {
             for index in 0..<1024 {
                 let slot = index & (live - 1)
                 allocator.deallocate(slots[slot], size: size)
-                guard let pointer = allocator.allocate(size) else { return nil }
+                guard let pointer = get() else { return nil }
                 cbench_escape(pointer)
                 slots[slot] = pointer
             }

@@ -13,6 +13,8 @@ void cbench_numa_free(void *pointer, size_t size) { numa_free(pointer, size); }
 
 typedef void *(*memkind_malloc_fn)(void *, size_t);
 typedef void (*memkind_free_fn)(void *, void *);
+typedef int (*memkind_posix_memalign_fn)(void *, void **, size_t, size_t);
+static memkind_posix_memalign_fn memkind_posix_memalign_ptr;
 static void *memkind_library;
 static memkind_malloc_fn memkind_malloc_ptr;
 static memkind_free_fn memkind_free_ptr;
@@ -30,6 +32,7 @@ int cbench_memkind_open(int kind) {
         }
         memkind_malloc_ptr = (memkind_malloc_fn)dlsym(memkind_library, "memkind_malloc");
         memkind_free_ptr = (memkind_free_fn)dlsym(memkind_library, "memkind_free");
+        memkind_posix_memalign_ptr = (memkind_posix_memalign_fn)dlsym(memkind_library, "memkind_posix_memalign");
         if (memkind_malloc_ptr == NULL || memkind_free_ptr == NULL) {
             snprintf(memkind_error_text, sizeof memkind_error_text, "memkind_malloc/memkind_free not found");
             return 0;
@@ -54,6 +57,11 @@ int cbench_memkind_open(int kind) {
 
 void *cbench_memkind_malloc(int kind, size_t size) { return memkind_malloc_ptr(memkind_kinds[kind], size); }
 void cbench_memkind_free(int kind, void *pointer) { memkind_free_ptr(memkind_kinds[kind], pointer); }
+void *cbench_memkind_posix_memalign(int kind, size_t alignment, size_t size) {
+    void *pointer = NULL;
+    if (memkind_posix_memalign_ptr == NULL || memkind_posix_memalign_ptr(memkind_kinds[kind], &pointer, alignment, size) != 0) return NULL;
+    return pointer;
+}
 const char *cbench_memkind_error(void) { return memkind_error_text; }
 
 int cbench_pin_to_cpu(int cpu) {

@@ -10,7 +10,8 @@ import Glibc
 //
 //   buddypools-count SCENARIO PAIRS
 //
-// SCENARIO: 4K (alignment 16), 4K-aligned (alignment 4096), 64K, 64K-aligned, 2M, 16M (4096).
+// SCENARIO: 4K (alignment 16), 4K-aligned (alignment 4096), 64K, 64K-aligned, 2M, 16M (4096),
+// 4K-nocache (4K on a pool with its caches off: the pool lock's path).
 
 /// Keeps the optimizer from proving the pointer unused.
 @inline(never)
@@ -48,19 +49,21 @@ func run(_ scenario: String, pool: MemoryPool, pairs: Int) -> Bool? {
     case "64K-aligned": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 64 << 10, alignment: 4096) }
     case "2M": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 2 << 20) }
     case "16M": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 16 << 20, alignment: 4096) }
+    case "4K-nocache": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 4 << 10) }
     default: nil
     }
 }
 
 let arguments = CommandLine.arguments
 guard arguments.count == 3, let pairs = Int(arguments[2]), pairs > 0 else {
-    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M PAIRS")
+    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M|4K-nocache PAIRS")
     exit(2)
 }
 // The default configuration except the size (enough for 80 blocks of the largest scenario) and
 // transparent pages, so no hugepages need reserving to count.
 var configuration = PoolConfiguration(name: "count", capacity: 1 << 30)
 configuration.pageSize = .transparent
+configuration.cache.enabled = !arguments[1].hasSuffix("-nocache")
 let pool = try MemoryPool(configuration: configuration)
 switch run(arguments[1], pool: pool, pairs: pairs) {
 case true?: break

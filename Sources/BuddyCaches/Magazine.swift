@@ -80,27 +80,33 @@ package struct Magazine: ~Copyable {
 }
 
 /// How many blocks of each order a thread's magazines hold, from its grant of cache bytes:
-/// every order whose block fits the grant gets an even share of it (1 to 64 blocks), and the
-/// largest orders are dropped until the whole fits. So a small grant caches only small blocks.
+/// every order whose two blocks fit the grant gets two (a magazine of one refills or spills on
+/// every other operation), largest orders dropped first until the twos fit; what is left is
+/// shared evenly, up to 64 blocks an order. So a small grant caches only small blocks.
 package struct MagazineSizes: Sendable, Equatable {
     package let capacities: [Int]
 
     package init(geometry: BuddyGeometry, cachedMaxOrder: Int, grantBytes: Int) {
-        let orders = (0...max(0, cachedMaxOrder)).filter { geometry.blockSize(order: $0) <= grantBytes }
+        let top = max(0, cachedMaxOrder)
+        var orders = (0...top).filter { 2 * geometry.blockSize(order: $0) <= grantBytes }
+        while !orders.isEmpty, orders.reduce(0, { $0 + 2 * geometry.blockSize(order: $1) }) > grantBytes {
+            orders.removeLast()
+        }
+        var result = [Int](repeating: 0, count: top + 1)
         guard !orders.isEmpty else {
-            capacities = [Int](repeating: 0, count: cachedMaxOrder + 1)
+            capacities = result
             return
         }
-        let share = grantBytes / orders.count
-        var result = (0...cachedMaxOrder).map { order in
-            orders.contains(order) ? max(1, min(64, share / geometry.blockSize(order: order))) : 0
+        var left = grantBytes
+        for order in orders {
+            result[order] = 2
+            left -= 2 * geometry.blockSize(order: order)
         }
-        var total = zip(result.indices, result).reduce(0) { $0 + $1.1 * geometry.blockSize(order: $1.0) }
-        var top = cachedMaxOrder
-        while total > grantBytes, top > 0 {
-            total -= result[top] * geometry.blockSize(order: top)
-            result[top] = 0
-            top -= 1
+        // The rest, shared evenly, up to 64 blocks an order.
+        let share = left / orders.count
+        for order in orders {
+            let extra = min(62, share / geometry.blockSize(order: order))
+            result[order] += extra
         }
         capacities = result
     }

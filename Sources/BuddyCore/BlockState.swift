@@ -79,13 +79,14 @@ public struct BlockState: Equatable, Sendable, CustomStringConvertible {
     @inline(__always)
     public static func cached(order: Int) -> BlockState { BlockState(rawValue: Tag.cached.byte(order: order)) }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public var order: Int { Int(rawValue & 0x0F) }
 
     /// The tag, or nil for a spare value no code writes.
-    @inline(__always)
+    @inlinable @inline(__always)
     public var tag: Tag? { Tag(rawValue: rawValue >> 4) }
 
+    @inlinable
     public var kind: Kind {
         switch tag {
         case .interior: rawValue == 0 ? .interior : .invalid
@@ -99,7 +100,7 @@ public struct BlockState: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public var isAllocated: Bool {
         (Tag.allocatedUnmovable.rawValue...Tag.raisedReclaimable.rawValue).contains(rawValue >> 4)
     }

@@ -95,12 +95,12 @@ public final class BuddyArena {
     private let detachedSet: UnsafeMutablePointer<HierarchicalBitset>
     private let classSetCounts: UnsafeMutablePointer<Int>
     private let classOrderMasks: UnsafeMutablePointer<UInt32>
-    private let slotBases: UnsafeMutablePointer<UInt>
-    private let slotStates: UnsafeMutablePointer<UnsafeMutablePointer<Atomic<UInt8>>?>
+    @usableFromInline let slotBases: UnsafeMutablePointer<UInt>
+    @usableFromInline let slotStates: UnsafeMutablePointer<UnsafeMutablePointer<Atomic<UInt8>>?>
     private let slotClasses: UnsafeMutablePointer<UInt8>
     /// 1 for a slot being evacuated: its free blocks are hidden from allocation.
     private let slotQuarantined: UnsafeMutablePointer<UInt8>
-    private let runLengths: UnsafeMutablePointer<UInt32>
+    @usableFromInline let runLengths: UnsafeMutablePointer<UInt32>
     private let slotFreeCounts: UnsafeMutablePointer<UInt16>
     private let freeCounts: UnsafeMutablePointer<Int>
 
@@ -173,7 +173,7 @@ public final class BuddyArena {
 
         for order in 0...maxOrder {
             let words = (storage + plan.freeWords[order]).bindMemory(to: UInt64.self, capacity: 1)
-            (freeSets + order).initialize(to: HierarchicalBitset(bitCount: slotCapacity << (maxOrder - order), storage: words))
+            (freeSets + order).initialize(to: HierarchicalBitset(bitCount: slotCapacity &<< (maxOrder - order), storage: words))
         }
         for index in 0..<(classCount * maxOrder) {
             let words = (storage + plan.classWords + index * plan.slotSetWords * 8).bindMemory(to: UInt64.self, capacity: 1)
@@ -191,7 +191,7 @@ public final class BuddyArena {
     public convenience init(geometry: BuddyGeometry, base: UnsafeMutableRawPointer, superblockCount: Int, classCount: Int = 3) {
         precondition(Int(bitPattern: base) & (geometry.superblockSize - 1) == 0, "base must be aligned to the superblock size")
         self.init(geometry: geometry, slotCapacity: superblockCount, classCount: classCount)
-        let count = superblockCount << geometry.maxOrder
+        let count = superblockCount &<< geometry.maxOrder
         let table = UnsafeMutablePointer<Atomic<UInt8>>.allocate(capacity: count)
         for index in 0..<count { (table + index).initialize(to: Atomic(0)) }
         ownedStateTable = table
@@ -240,7 +240,7 @@ public final class BuddyArena {
         plan.ranges = take(slotCapacity * MemoryLayout<SlotRange>.stride)
         plan.scalars = take(3 * 8)
         plan.freeWords = (0...maxOrder).map { order in
-            take(HierarchicalBitset.wordCount(bitCount: slotCapacity << (maxOrder - order)) * 8)
+            take(HierarchicalBitset.wordCount(bitCount: slotCapacity &<< (maxOrder - order)) * 8)
         }
         plan.slotSetWords = HierarchicalBitset.wordCount(bitCount: slotCapacity)
         plan.classWords = take(max(1, classCount * maxOrder) * plan.slotSetWords * 8)
@@ -267,8 +267,8 @@ public final class BuddyArena {
             let slot = start + index
             precondition(detachedSet.pointee.contains(slot), "slot \(slot) is attached already")
             detachedSet.pointee.remove(slot)
-            slotBases[slot] = base + UInt(index << geometry.superblockShift)
-            slotStates[slot] = stateTable + (index << geometry.maxOrder)
+            slotBases[slot] = base + UInt(index &<< geometry.superblockShift)
+            slotStates[slot] = stateTable + (index &<< geometry.maxOrder)
             slotClasses[slot] = Self.noClass
             addFree(slot: slot, index: slot, order: geometry.maxOrder)
             scalars[1] += 1
@@ -292,12 +292,15 @@ public final class BuddyArena {
         return base
     }
 
+    @inlinable
     public func isAttached(slot: Int) -> Bool { slot >= 0 && slot < slotCapacity && slotBases[slot] != 0 }
     public func isWhollyFree(slot: Int) -> Bool { isAttached(slot: slot) && freeSets[geometry.maxOrder].contains(slot) }
+    @inlinable
     public func baseAddress(slot: Int) -> UInt { slotBases[slot] }
     /// The class a superblock is tagged with, or nil when it is wholly free or detached.
     public func mobilityClass(slot: Int) -> Int? { slotClasses[slot] == Self.noClass ? nil : Int(slotClasses[slot]) }
     /// Superblocks of a run starting at this slot (0 when the slot does not start a run).
+    @inlinable
     public func runLength(slot: Int) -> Int { Int(runLengths[slot]) }
     public var whollyFreeSlotCount: Int { freeCounts[geometry.maxOrder] }
     public func freeBlockCount(order: Int) -> Int { freeCounts[order] }
@@ -316,7 +319,7 @@ public final class BuddyArena {
         if isWhollyFree(slot: slot) { return geometry.superblockSize }
         var total = 0
         for order in 0..<geometry.maxOrder {
-            total += Int(slotFreeCounts[slot * geometry.maxOrder + order]) << (geometry.minBlockShift + order)
+            total += Int(slotFreeCounts[slot * geometry.maxOrder + order]) &<< (geometry.minBlockShift + order)
         }
         return total
     }
@@ -337,7 +340,7 @@ public final class BuddyArena {
         }
         guard low > 0 else { return nil }
         let range = ranges[low - 1]
-        let offset = Int(address - range.base) >> geometry.superblockShift
+        let offset = Int(address - range.base) &>> geometry.superblockShift
         return offset < range.count ? range.firstSlot + offset : nil
     }
 
@@ -346,23 +349,23 @@ public final class BuddyArena {
         guard let slot = slot(containing: address) else { return .outside }
         let offsetBytes = Int(address - slotBases[slot])
         guard offsetBytes & (geometry.minBlockSize - 1) == 0 else { return .misaligned(slot: slot) }
-        let offset = offsetBytes >> geometry.minBlockShift
+        let offset = offsetBytes &>> geometry.minBlockShift
         let value = BlockState(rawValue: state(slot: slot, offset: offset).pointee.load(ordering: .relaxed))
         if value == .interior { return .interior(slot: slot, blockOffset: offset) }
         return .head(BlockLocation(slot: slot, blockOffset: offset, order: value.order), value)
     }
 
     /// The state byte of a block head (shared with lock-free caches, hence atomic).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func state(slot: Int, offset: Int) -> UnsafeMutablePointer<Atomic<UInt8>> {
         // Invariant: the slot is attached, so its state pointer is set and covers 1 << maxOrder bytes.
         assert(slotStates[slot] != nil && offset >= 0 && offset < geometry.blocksPerSuperblock, "slot \(slot) is not attached")
         return slotStates[slot].unsafelyUnwrapped + offset
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func address(of location: BlockLocation) -> UInt {
-        slotBases[location.slot] + UInt(location.blockOffset << geometry.minBlockShift)
+        slotBases[location.slot] + UInt(location.blockOffset &<< geometry.minBlockShift)
     }
 
     // MARK: Allocation
@@ -402,17 +405,17 @@ public final class BuddyArena {
         } else {
             let span = maxOrder - foundOrder
             // Invariant: the class set said this slot has a free block of foundOrder.
-            let listed = freeSets[foundOrder].first(in: (slot << span)..<((slot + 1) << span))
+            let listed = freeSets[foundOrder].first(in: (slot &<< span)..<((slot + 1) &<< span))
             assert(listed != nil, "slot \(slot) is in a class set of order \(foundOrder) without a free block")
             index = listed.unsafelyUnwrapped
             removeFree(slot: slot, index: index, order: foundOrder)
         }
-        let offset = (index << foundOrder) & (geometry.blocksPerSuperblock - 1)
+        let offset = (index &<< foundOrder) & (geometry.blocksPerSuperblock - 1)
         var splitOrder = foundOrder
         while splitOrder > order {
             splitOrder -= 1
-            let buddyOffset = offset + (1 << splitOrder)
-            addFree(slot: slot, index: (slot << (maxOrder - splitOrder)) | (buddyOffset >> splitOrder), order: splitOrder)
+            let buddyOffset = offset + (1 &<< splitOrder)
+            addFree(slot: slot, index: (slot &<< (maxOrder - splitOrder)) | (buddyOffset &>> splitOrder), order: splitOrder)
         }
         state(slot: slot, offset: offset).pointee.store(
             BlockState.allocated(order: order, mobilityClass: stateClass, alignmentRaised: alignmentRaised).rawValue,
@@ -436,16 +439,16 @@ public final class BuddyArena {
         var order = location.order
         var offset = location.blockOffset
         while order < maxOrder {
-            let buddyOffset = offset ^ (1 << order)
+            let buddyOffset = offset ^ (1 &<< order)
             let buddyState = state(slot: slot, offset: buddyOffset)
             guard buddyState.pointee.load(ordering: .relaxed) == BlockState.free(order: order).rawValue else { break }
-            removeFree(slot: slot, index: (slot << (maxOrder - order)) | (buddyOffset >> order), order: order)
+            removeFree(slot: slot, index: (slot &<< (maxOrder - order)) | (buddyOffset &>> order), order: order)
             // The higher of the two heads becomes interior of the merged block.
             state(slot: slot, offset: max(offset, buddyOffset)).pointee.store(BlockState.interior.rawValue, ordering: .relaxed)
             offset = min(offset, buddyOffset)
             order += 1
         }
-        addFree(slot: slot, index: (slot << (maxOrder - order)) | (offset >> order), order: order)
+        addFree(slot: slot, index: (slot &<< (maxOrder - order)) | (offset &>> order), order: order)
         if order == maxOrder {
             slotClasses[slot] = Self.noClass
             slotQuarantined[slot] = 0
@@ -496,12 +499,12 @@ public final class BuddyArena {
             let high = wordIndex + 1 < words ? free.word(wordIndex + 1) : 0
             var candidates = low
             for shift in 1..<count where candidates != 0 {
-                candidates &= (low >> UInt64(shift)) | (high << UInt64(64 - shift))
+                candidates &= (low &>> UInt64(shift)) | (high &<< UInt64(64 - shift))
             }
             while candidates != 0 {
                 let bit = 63 - candidates.leadingZeroBitCount
-                candidates &= ~(1 << UInt64(bit))
-                let first = wordIndex << 6 | bit
+                candidates &= ~(1 &<< UInt64(bit))
+                let first = wordIndex &<< 6 | bit
                 if runFits(first: first, count: count, alignment: alignment, boundary: boundary) { return first }
             }
         }
@@ -543,7 +546,7 @@ public final class BuddyArena {
             slotQuarantined[slot] = 0
         }
         return BuddyRelease(
-            slot: firstSlot, order: geometry.maxOrder, byteCount: count << geometry.superblockShift,
+            slot: firstSlot, order: geometry.maxOrder, byteCount: count &<< geometry.superblockShift,
             mobilityClass: mobilityClass, superblockFreed: true)
     }
 
@@ -557,7 +560,7 @@ public final class BuddyArena {
             let value = BlockState(rawValue: state(slot: slot, offset: offset).pointee.load(ordering: .relaxed))
             guard value != .interior else { return }  // Only a run body has no head at offset 0.
             body(BlockLocation(slot: slot, blockOffset: offset, order: value.order), value)
-            offset += 1 << value.order
+            offset += 1 &<< value.order
         }
     }
 
@@ -601,7 +604,7 @@ public final class BuddyArena {
 
     private func addFree(slot: Int, index: Int, order: Int) {
         freeSets[order].insert(index)
-        let offset = (index << order) & (geometry.blocksPerSuperblock - 1)
+        let offset = (index &<< order) & (geometry.blocksPerSuperblock - 1)
         state(slot: slot, offset: offset).pointee.store(BlockState.free(order: order).rawValue, ordering: .relaxed)
         freeCounts[order] += 1
         scalars[0] += geometry.blockSize(order: order)
@@ -629,14 +632,14 @@ public final class BuddyArena {
         let index = mobilityClass * geometry.maxOrder + order
         classSets[index].insert(slot)
         classSetCounts[index] += 1
-        if classSetCounts[index] == 1 { classOrderMasks[mobilityClass] |= 1 << UInt32(order) }
+        if classSetCounts[index] == 1 { classOrderMasks[mobilityClass] |= 1 &<< UInt32(order) }
     }
 
     private func removeClassMember(_ mobilityClass: Int, order: Int, slot: Int) {
         let index = mobilityClass * geometry.maxOrder + order
         classSets[index].remove(slot)
         classSetCounts[index] -= 1
-        if classSetCounts[index] == 0 { classOrderMasks[mobilityClass] &= ~(1 << UInt32(order)) }
+        if classSetCounts[index] == 0 { classOrderMasks[mobilityClass] &= ~(1 &<< UInt32(order)) }
     }
 
     /// Moves a partly used superblock's free blocks from its class's sets to another class.
@@ -657,7 +660,7 @@ public final class BuddyArena {
     }
 
     private func smallestFree(atLeast order: Int, mobilityClass: Int) -> (order: Int, slot: Int)? {
-        let candidates = classOrderMasks[mobilityClass] & (~0 << UInt32(order))
+        let candidates = classOrderMasks[mobilityClass] & (~0 &<< UInt32(order))
         guard candidates != 0 else { return nil }
         let found = candidates.trailingZeroBitCount
         // Invariant: a set mask bit means the class set of that order is not empty.
@@ -669,7 +672,7 @@ public final class BuddyArena {
     private func largestFreeInOtherClass(atLeast order: Int, mobilityClass: Int) -> (order: Int, slot: Int)? {
         var best: (order: Int, mobilityClass: Int)?
         for other in 0..<classCount where other != mobilityClass {
-            let candidates = classOrderMasks[other] & (~0 << UInt32(order))
+            let candidates = classOrderMasks[other] & (~0 &<< UInt32(order))
             guard candidates != 0 else { continue }
             let highest = 31 - candidates.leadingZeroBitCount
             if best == nil || highest > best!.order { best = (highest, other) }
@@ -702,7 +705,7 @@ public final class BuddyArena {
         var index = max(position - 1, 0)
         while index + 1 < rangeCount {
             let left = ranges[index], right = ranges[index + 1]
-            if left.base + UInt(left.count << geometry.superblockShift) == right.base,
+            if left.base + UInt(left.count &<< geometry.superblockShift) == right.base,
                left.firstSlot + left.count == right.firstSlot {
                 ranges[index].count += right.count
                 removeRangeEntry(at: index + 1)
@@ -814,7 +817,7 @@ public final class BuddyArena {
                 guard members == classSetCounts[mobilityClass * maxOrder + order], set.summariesAreConsistent() else {
                     throw BuddyInvariantViolation("class \(mobilityClass) order \(order): class set disagrees with slot counts")
                 }
-                if members > 0 { mask |= 1 << UInt32(order) }
+                if members > 0 { mask |= 1 &<< UInt32(order) }
             }
             guard mask == classOrderMasks[mobilityClass] else {
                 throw BuddyInvariantViolation("class \(mobilityClass): order mask \(classOrderMasks[mobilityClass]) should be \(mask)")
@@ -835,18 +838,18 @@ public final class BuddyArena {
             guard value.kind != .interior, value.kind != .invalid else {
                 throw BuddyInvariantViolation("slot \(slot) offset \(offset): expected a block head, found \(value)")
             }
-            guard offset & ((1 << order) - 1) == 0, offset + (1 << order) <= geometry.blocksPerSuperblock else {
+            guard offset & ((1 &<< order) - 1) == 0, offset + (1 &<< order) <= geometry.blocksPerSuperblock else {
                 throw BuddyInvariantViolation("slot \(slot) offset \(offset): \(value) is not aligned to its order")
             }
-            for inner in (offset + 1)..<(offset + (1 << order)) where state(slot: slot, offset: inner).pointee.load(ordering: .relaxed) != 0 {
+            for inner in (offset + 1)..<(offset + (1 &<< order)) where state(slot: slot, offset: inner).pointee.load(ordering: .relaxed) != 0 {
                 throw BuddyInvariantViolation("slot \(slot) offset \(inner): head inside block at \(offset) (\(value)): overlap")
             }
-            let bitIndex = (slot << (maxOrder - order)) | (offset >> order)
+            let bitIndex = (slot &<< (maxOrder - order)) | (offset &>> order)
             let listed = freeSets[order].contains(bitIndex)
             if value.kind == .free {
                 guard listed else { throw BuddyInvariantViolation("slot \(slot) offset \(offset): free block missing from order-\(order) bitmap") }
                 if order < maxOrder {
-                    let buddy = offset ^ (1 << order)
+                    let buddy = offset ^ (1 &<< order)
                     if state(slot: slot, offset: buddy).pointee.load(ordering: .relaxed) == BlockState.free(order: order).rawValue {
                         throw BuddyInvariantViolation("slot \(slot): free buddies at \(offset) and \(buddy) of order \(order) were not merged")
                     }
@@ -855,7 +858,7 @@ public final class BuddyArena {
             } else if listed {
                 throw BuddyInvariantViolation("slot \(slot) offset \(offset): \(value) is listed free in the order-\(order) bitmap")
             }
-            offset += 1 << order
+            offset += 1 &<< order
         }
         try checkSlotCounters(slot: slot, counts: counts)
         return counts

@@ -12,11 +12,13 @@ public struct BuddyGeometry: Sendable, Equatable, Hashable, CustomStringConverti
     /// The largest order, inclusive.
     public let maxOrder: Int
 
-    public var minBlockSize: Int { 1 << minBlockShift }
-    public var superblockShift: Int { minBlockShift + maxOrder }
-    public var superblockSize: Int { 1 << superblockShift }
+    // Masking shifts and wrapping sums: the initializer keeps every shift below 31, so these
+    // compile to a shift, not to Swift's checks for shifts of 64 and more.
+    @inlinable public var minBlockSize: Int { 1 &<< minBlockShift }
+    @inlinable public var superblockShift: Int { minBlockShift &+ maxOrder }
+    @inlinable public var superblockSize: Int { 1 &<< superblockShift }
     /// Minimum blocks per superblock.
-    public var blocksPerSuperblock: Int { 1 << maxOrder }
+    @inlinable public var blocksPerSuperblock: Int { 1 &<< maxOrder }
 
     /// - Parameters:
     ///   - minBlockSize: a power of two from 64 B to 1 MiB (default 4 KiB).
@@ -40,8 +42,12 @@ public struct BuddyGeometry: Sendable, Equatable, Hashable, CustomStringConverti
     /// The default: 4 KiB blocks, maxOrder 9, 2 MiB superblocks.
     public static let standard = try! BuddyGeometry()
 
+    /// Bytes of a block of `order` (0 ... maxOrder; callers keep it there).
     @inlinable @inline(__always)
-    public func blockSize(order: Int) -> Int { 1 << (minBlockShift + order) }
+    public func blockSize(order: Int) -> Int {
+        assert(order >= 0 && order <= maxOrder, "order \(order) outside 0...\(maxOrder)")
+        return 1 &<< (minBlockShift &+ order)
+    }
 
     /// The order a request needs and whether alignment (not size) decided it;
     /// nil when it needs more than one superblock.
@@ -56,9 +62,10 @@ public struct BuddyGeometry: Sendable, Equatable, Hashable, CustomStringConverti
         return (order, alignOrder > sizeOrder)
     }
 
-    /// Superblocks a run for `byteCount` bytes needs.
+    /// Superblocks a run for `byteCount` bytes (positive) needs; never overflows, even for Int.max.
+    @inlinable
     public func superblockCount(byteCount: Int) -> Int {
-        (byteCount + superblockSize - 1) >> superblockShift
+        (byteCount &>> superblockShift) &+ (byteCount & (superblockSize &- 1) == 0 ? 0 : 1)
     }
 
     public var description: String {

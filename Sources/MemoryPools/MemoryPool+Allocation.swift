@@ -90,7 +90,13 @@ extension MemoryPool {
         guard byteCount > 0 else { return .failure(invalidRequest(byteCount, alignment, .zeroOrNegativeSize)) }
         guard alignment > 0, alignment & (alignment &- 1) == 0 else { return .failure(invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo)) }
         guard let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) else {
+            if mobility == .unmovable, !isForkedChild, let address = keptRun(count: geometry.superblockCount(byteCount: byteCount), alignment: alignment, raised: true) {
+                return .success(address)
+            }
             return contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: 0, mobility: mobility)
+        }
+        if order == geometry.maxOrder, mobility == .unmovable, !isForkedChild, let address = keptRun(count: 1, alignment: 0, raised: raised) {
+            return .success(address)
         }
         if mobility == .unmovable, !raised, order <= cacheFastPath.maxOrder, !isForkedChild, let caches {
             if let address = cacheFastPath.pop(order: order) ?? caches.refillAndPop(order: order, backend: self) {
@@ -98,6 +104,16 @@ extension MemoryPool {
             }
         }
         return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
+    }
+
+    /// A whole superblock or a run the pool kept for reuse, under one lock acquisition and with
+    /// nothing searched; nil when none of that length is kept.
+    private func keptRun(count: Int, alignment: Int, raised: Bool) -> UnsafeMutableRawPointer? {
+        core.locked { core -> UnsafeMutableRawPointer? in
+            guard let kept = core.takeCachedRun(count: count, alignment: alignment, boundary: 0, alignmentRaised: raised) else { return nil }
+            core.counters.allocations += 1
+            return UnsafeMutableRawPointer(bitPattern: kept.address)
+        }
     }
 
     /// A run of contiguous memory that starts on `alignment` and does not cross a multiple of

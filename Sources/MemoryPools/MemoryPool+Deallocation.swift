@@ -120,18 +120,18 @@ extension MemoryPool {
 
     private func deallocateChecked(_ address: UInt, byteCount: Int?) {
         if isForkedChild { return }
-        let (problem, returns) = core.locked { core -> (DeallocationProblem?, [Loan]) in
+        let returnsPending = core.locked { core -> Bool in
             switch classify(address, byteCount: byteCount, core: core) {
             case .problem(let problem):
-                return (problem, [])
+                // The process stops here, holding the lock: nothing may touch the pool any more.
+                badDeallocation(address, problem)
             case .freeable(let location, _, let mobility):
                 core.freeBlock(location, mobility: mobility)
                 core.counters.deallocations += 1
-                return (nil, core.takePendingReturns())
+                return !core.pendingReturns.isEmpty
             }
         }
-        if let problem { badDeallocation(address, problem) }
-        deliverReturns(returns)
+        if returnsPending { deliverReturns(core.locked { $0.takePendingReturns() }) }
     }
 
     /// Stops the process: memory would be corrupted if it went on. `fatalError` keeps its

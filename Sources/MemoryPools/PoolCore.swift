@@ -93,8 +93,10 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     var pendingReturns: [Loan] = []
     /// Own slots whose memory `shrink(to:)` gave back to the kernel.
     var released: Set<Int> = []
-    /// Freed runs kept for reuse (PoolCore+RunCache.swift) and their bytes.
-    var cachedRuns: [CachedRun] = []
+    /// Freed runs kept for reuse (PoolCore+RunCache.swift): `cachedRunCount` entries of a fixed
+    /// table (no array: its copy-on-write checks cost more than the search), and their bytes.
+    let cachedRuns: UnsafeMutablePointer<CachedRun>
+    var cachedRunCount = 0
     var cachedRunBytes = 0
     let runCacheBudget: Int
 
@@ -105,17 +107,23 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
         self.poolID = poolID
         self.own = own
         self.runCacheBudget = runCacheBudget
-        cachedRuns.reserveCapacity(Self.runCacheEntries)
+        cachedRuns = .allocate(capacity: Self.runCacheEntries)
     }
 
+    deinit { cachedRuns.deallocate() }
+
     /// Bytes the pool manages now: own superblocks minus lent and released, plus borrowed.
-    var managedBytes: Int { arena.attachedSlotCount << arena.geometry.superblockShift }
+    var managedBytes: Int { arena.attachedSlotCount &<< arena.geometry.superblockShift }
 
     /// The superblock group a mobility allocates from: its own, or one for all when grouping is off.
     @inline(__always)
     func groupClass(_ mobility: Mobility) -> Int { grouping ? mobility.rawValue : 0 }
 
     mutating func allocateBlock(order: Int, alignmentRaised: Bool, mobility: Mobility, allowSteal: Bool = true) -> BuddyAllocation? {
+        if order == arena.geometry.maxOrder, mobility == .unmovable,
+           let kept = takeCachedRun(count: 1, alignment: 0, boundary: 0, alignmentRaised: alignmentRaised) {
+            return kept
+        }
         guard let block = arena.allocate(
             order: order, mobilityClass: mobility.rawValue, alignmentRaised: alignmentRaised, groupClass: groupClass(mobility),
             allowSteal: allowSteal)
@@ -157,9 +165,9 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     /// pool has another free superblock.
     @discardableResult
     mutating func freeBlock(_ location: BlockLocation, mobility: Mobility) -> BuddyRelease {
-        if arena.runLength(slot: location.slot) > 1, keepRun(location, mobility: mobility) {
+        if location.order == arena.geometry.maxOrder, keepRun(location, mobility: mobility) {
             // Still allocated from the arena's view: only the head's state byte changed.
-            let bytes = arena.runLength(slot: location.slot) << arena.geometry.superblockShift
+            let bytes = max(1, arena.runLength(slot: location.slot)) &<< arena.geometry.superblockShift
             return BuddyRelease(slot: location.slot, order: location.order, byteCount: bytes, mobilityClass: mobility.rawValue, superblockFreed: false)
         }
         return freeRun(location, mobility: mobility)
@@ -188,9 +196,13 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     }
 
     /// Mobility of an allocated head, from its state byte (cached blocks are unmovable).
+    @inline(__always)
     static func mobility(of state: BlockState) -> Mobility {
-        if case .allocated(let mobilityClass, _) = state.kind { return Mobility(rawValue: mobilityClass) ?? .unmovable }
-        return .unmovable
+        switch state.tag {
+        case .allocatedMovable, .raisedMovable: .movable
+        case .allocatedReclaimable, .raisedReclaimable: .reclaimable
+        default: .unmovable
+        }
     }
 
     /// What the tracker knows of one attached superblock: its free and live bytes by mobility,

@@ -16,6 +16,8 @@ void cbench_numa_free(void *pointer, size_t size);
 int cbench_memkind_open(int kind);
 void *cbench_memkind_malloc(int kind, size_t size);
 void cbench_memkind_free(int kind, void *pointer);
+/// memkind_posix_memalign, or NULL.
+void *cbench_memkind_posix_memalign(int kind, size_t alignment, size_t size);
 /// The dlerror text of the last failed open, or "".
 const char *cbench_memkind_error(void);
 
