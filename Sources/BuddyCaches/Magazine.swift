@@ -17,15 +17,17 @@ package struct CachedBlock {
 }
 
 /// A bounded LIFO stack of cached blocks of one order. Who may change it (the owning thread,
-/// or the holder of the enclosing lock) is decided outside; `count` is atomic only so that
-/// statistics can read it from any thread (relaxed loads and stores are plain moves on x86).
+/// or the holder of the enclosing lock) is decided outside. Its changing fields are atomics and
+/// its methods non-mutating, only so that statistics can read the count from any thread while
+/// the owner works (relaxed loads and stores are plain moves on x86, and a mutating method would
+/// be, to ThreadSanitizer, a write of the whole magazine).
 @usableFromInline
 package struct Magazine: ~Copyable {
     @usableFromInline package let count: Atomic<Int>
     /// Blocks it may hold now: what the thread's grant of cache bytes allows (0 when revoked).
-    @usableFromInline package var capacity: Int
+    @usableFromInline package let capacityStorage: Atomic<Int>
     /// Blocks moved at once between this magazine and the level behind it.
-    package var batch: Int
+    package let batchStorage: Atomic<Int>
     package let blockBytes: Int
     @usableFromInline package let entries: UnsafeMutablePointer<CachedBlock>
     /// Entries the storage holds: the most `capacity` can be set to.
@@ -33,8 +35,8 @@ package struct Magazine: ~Copyable {
 
     package init(capacity: Int, blockBytes: Int, entries: UnsafeMutablePointer<CachedBlock>) {
         count = Atomic(0)
-        self.capacity = capacity
-        batch = max(1, capacity / 2)
+        capacityStorage = Atomic(capacity)
+        batchStorage = Atomic(max(1, capacity / 2))
         self.blockBytes = blockBytes
         self.entries = entries
         storageCapacity = capacity
@@ -43,35 +45,41 @@ package struct Magazine: ~Copyable {
     @inlinable @inline(__always)
     package var held: Int { count.load(ordering: .relaxed) }
 
+    @inlinable @inline(__always)
+    package var capacity: Int { capacityStorage.load(ordering: .relaxed) }
+
+    package var batch: Int { batchStorage.load(ordering: .relaxed) }
+
     package var isEmpty: Bool { held == 0 }
     package var isFull: Bool { held >= capacity }
 
     /// Sets the capacity (at most the storage's) and the batch that goes with it.
-    package mutating func resize(capacity newCapacity: Int) {
-        capacity = min(newCapacity, storageCapacity)
-        batch = max(1, capacity / 2)
+    package func resize(capacity newCapacity: Int) {
+        let capacity = min(newCapacity, storageCapacity)
+        capacityStorage.store(capacity, ordering: .relaxed)
+        batchStorage.store(max(1, capacity / 2), ordering: .relaxed)
     }
 
     /// Moves up to `limit` entries from the top of `source` onto this magazine; returns how many.
-    package mutating func take(from source: inout Magazine, limit: Int) -> Int {
-        let mine = held, theirs = source.held
+    package func take(from source: UnsafeMutablePointer<Magazine>, limit: Int) -> Int {
+        let mine = held, theirs = source.pointee.held
         let moved = min(limit, theirs, capacity - mine)
         guard moved > 0 else { return 0 }
-        (entries + mine).update(from: source.entries + (theirs - moved), count: moved)
+        (entries + mine).update(from: source.pointee.entries + (theirs - moved), count: moved)
         count.store(mine + moved, ordering: .relaxed)
-        source.count.store(theirs - moved, ordering: .relaxed)
+        source.pointee.count.store(theirs - moved, ordering: .relaxed)
         return moved
     }
 
     /// Appends `moved` entries from `from`; the caller has checked the room.
-    package mutating func append(_ from: UnsafeMutablePointer<CachedBlock>, count moved: Int) {
+    package func append(_ from: UnsafeMutablePointer<CachedBlock>, count moved: Int) {
         let mine = held
         (entries + mine).update(from: from, count: moved)
         count.store(mine + moved, ordering: .relaxed)
     }
 
     /// Removes the `moved` oldest entries (the bottom of the stack, the coldest blocks).
-    package mutating func dropBottom(_ moved: Int) {
+    package func dropBottom(_ moved: Int) {
         guard moved > 0 else { return }
         let mine = held
         entries.update(from: entries + moved, count: mine - moved)

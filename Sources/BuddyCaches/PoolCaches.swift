@@ -167,13 +167,14 @@ package final class PoolCaches: @unchecked Sendable {
     package func refillAndPop(order: Int, backend: some CacheBackend) -> UInt? {
         guard let cache = threadCacheOrCreate(backend: backend) else { return nil }
         noteSlowPath(cache)
-        if cache.pointee.magazines[order].capacity == 0 { regrant(cache, backend: backend) }
+        // A grant taken back by an idle pass (0; an atomic, so no lock to read it) is asked for again.
+        if cache.pointee.grantBytes.load(ordering: .relaxed) == 0 { regrant(cache, backend: backend) }
         return cache.pointee.lock.locked { _ -> UInt? in
             let magazine = cache.pointee.magazines + order
             guard magazine.pointee.capacity > 0 else { return nil }
             if magazine.pointee.isEmpty {
                 let wanted = magazine.pointee.batch
-                var got = withDepot { $0.magazines[order].isEmpty ? 0 : magazine.pointee.take(from: &$0.magazines[order], limit: wanted) }
+                var got = withDepot { $0.magazines[order].isEmpty ? 0 : magazine.pointee.take(from: $0.magazines + order, limit: wanted) }
                 if got == 0 {
                     let held = magazine.pointee.held
                     got = backend.refillCache(order: order, into: magazine.pointee.entries + held, count: wanted)
@@ -197,7 +198,7 @@ package final class PoolCaches: @unchecked Sendable {
             return
         }
         noteSlowPath(cache)
-        if cache.pointee.magazines[order].capacity == 0 { regrant(cache, backend: backend) }
+        if cache.pointee.grantBytes.load(ordering: .relaxed) == 0 { regrant(cache, backend: backend) }
         let pushed = cache.pointee.lock.locked { _ -> Bool in
             let magazine = cache.pointee.magazines + order
             guard magazine.pointee.capacity > 0 else { return false }
@@ -275,7 +276,10 @@ package final class PoolCaches: @unchecked Sendable {
         list.grantedBytes += grant - cache.pointee.grantBytes.load(ordering: .relaxed)
         cache.pointee.grantBytes.store(grant, ordering: .relaxed)
         let sizes = MagazineSizes(geometry: geometry, cachedMaxOrder: maxOrder, grantBytes: grant)
-        for order in 0..<cache.pointee.orderCount { cache.pointee.magazines[order].resize(capacity: sizes.capacities[order]) }
+        // Through the magazines' own pointer: a mutation reached through `cache.pointee` would be
+        // an access of the whole header, which its owner reads on the fast path.
+        let magazines = cache.pointee.magazines
+        for order in 0..<cache.pointee.orderCount { magazines[order].resize(capacity: sizes.capacities[order]) }
     }
 
     /// An owner whose grant was taken back (it was idle) asks for one again.

@@ -133,6 +133,16 @@ struct ConfigurationKey: Sendable {
             configuration.cache.maxOrder = order
             return .applied
         },
+        ConfigurationKey("cache-bytes", expects: "the bytes all the pool's caches may hold, a size like 32M (default: 1/32 of the pool)") { value, configuration, _ in
+            guard let bytes = SizeParser.parse(value) else { return .malformed }
+            configuration.cache.totalBytes = bytes
+            return .applied
+        },
+        ConfigurationKey("thread-cache-bytes", expects: "the bytes one thread's cache may hold, a size like 1M") { value, configuration, _ in
+            guard let bytes = SizeParser.parse(value) else { return .malformed }
+            configuration.cache.threadBytes = bytes
+            return .applied
+        },
         ConfigurationKey("grouping", expects: "0 or 1") { value, configuration, _ in
             guard let flag = flag(value) else { return .malformed }
             configuration.mobilityGrouping = flag

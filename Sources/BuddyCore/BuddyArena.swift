@@ -249,6 +249,37 @@ public final class BuddyArena {
         return plan
     }
 
+    // MARK: Growing
+
+    /// Copies every slot's state into `larger`, a fresh arena of the same geometry and classes
+    /// with at least as many slots: what a pool does when it needs more slots to borrow into.
+    /// O(slots x orders); the state bytes (kept with the regions) are not copied.
+    public func copyState(into larger: BuddyArena) {
+        precondition(larger.geometry == geometry && larger.classCount == classCount && larger.slotCapacity >= slotCapacity
+            && larger.attachedSlotCount == 0, "copyState needs a fresh arena at least as large")
+        let maxOrder = geometry.maxOrder
+        for order in 0...maxOrder {
+            freeSets[order].forEach { larger.freeSets[order].insert($0) }
+            larger.freeCounts[order] = freeCounts[order]
+        }
+        for index in 0..<(classCount * maxOrder) {
+            classSets[index].forEach { larger.classSets[index].insert($0) }
+            larger.classSetCounts[index] = classSetCounts[index]
+        }
+        for index in 0..<classCount { larger.classOrderMasks[index] = classOrderMasks[index] }
+        for slot in 0..<slotCapacity {
+            larger.slotBases[slot] = slotBases[slot]
+            larger.slotStates[slot] = slotStates[slot]
+            larger.slotClasses[slot] = slotClasses[slot]
+            larger.slotQuarantined[slot] = slotQuarantined[slot]
+            larger.runLengths[slot] = runLengths[slot]
+            for order in 0..<maxOrder { larger.slotFreeCounts[slot * maxOrder + order] = slotFreeCounts[slot * maxOrder + order] }
+            if !detachedSet.pointee.contains(slot) { larger.detachedSet.pointee.remove(slot) }
+        }
+        for index in 0..<rangeCount { larger.ranges[index] = ranges[index] }
+        for index in 0..<3 { larger.scalars[index] = scalars[index] }
+    }
+
     // MARK: Attaching superblocks
 
     /// Attaches `superblockCount` superblocks at consecutive addresses from `base` to consecutive

@@ -40,6 +40,13 @@ struct FragmentationTracker {
     func allocationCount(slot: Int) -> Int { liveCounts[slot] }
     func totalBytes(slot: Int) -> Int { liveBytes[slot * 3] + liveBytes[slot * 3 + 1] + liveBytes[slot * 3 + 2] }
 
+    /// Copies every slot's counters into `larger` (at least as many slots), for a growing pool.
+    func copy(into larger: FragmentationTracker) {
+        let mobilities = Mobility.allCases.count
+        (larger.liveBytes).update(from: liveBytes, count: slotCapacity * mobilities)
+        (larger.liveCounts).update(from: liveCounts, count: slotCapacity)
+    }
+
     /// Clears a slot's counters (when a superblock leaves the pool wholly free).
     func reset(slot: Int) {
         for mobility in 0..<3 { liveBytes[slot * 3 + mobility] = 0 }

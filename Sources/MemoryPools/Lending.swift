@@ -54,7 +54,7 @@ extension MemoryPool {
     /// first, never above this pool's `max` nor below a lender's `min`. Returns how many.
     func borrow(superblocks wanted: Int) -> Int {
         guard let group = lendingGroup else { return 0 }
-        let (owned, freeSlots) = core.locked { core in (core.arena.attachedSlotCount, core.freeBorrowingSlots) }
+        let (owned, freeSlots) = core.locked { core in (core.arena.attachedSlotCount, core.borrowingSlotsLeft) }
         var budget = min(wanted, freeSlots)
         if let maximum = configuration.maximumBytes { budget = min(budget, (maximum >> geometry.superblockShift) - owned) }
         guard budget > 0 else { return 0 }
@@ -125,8 +125,12 @@ extension MemoryPool {
             if let lender = group?.pool(id: loan.lenderID) {
                 lender.acceptReturn(loan)
             } else {
-                // The lender is gone (its set was torn down): keep the superblock.
-                core.locked { core in _ = core.attachLoan(loan) }
+                // The lender is gone (its set was torn down): keep the superblock, slots or not.
+                let kept = core.locked { core in core.attachLoan(loan, beyondLimit: true) }
+                if !kept {
+                    Diagnostics.report(.warning, DiagnosticEvent(.lending, .warning, subject: "pool \(name)",
+                        message: "a superblock whose lender is gone could not be kept (no metadata for a slot)", bytes: geometry.superblockSize))
+                }
             }
         }
     }

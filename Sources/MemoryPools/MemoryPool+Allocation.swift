@@ -325,6 +325,18 @@ extension MemoryPool {
         caches.drainLocal(backend: self)
     }
 
+    /// Takes back the caches of threads that have not needed them since the previous call (each
+    /// call starts a new period), so memory idle threads hold can be lent, reclaimed and coalesced.
+    /// A program whose threads go quiet calls it now and then, off its realtime threads (it drains
+    /// other threads' caches, which costs a membarrier). Returns the bytes given back.
+    @discardableResult
+    public func releaseIdleCaches() -> Int {
+        guard let caches else { return 0 }
+        let before = caches.census(byThread: false).cachedBytes
+        caches.releaseIdleCaches(backend: self)
+        return max(0, before - caches.census(byThread: false).cachedBytes)
+    }
+
     /// Frees the runs kept for reuse to the buddy allocator; returns their bytes.
     @discardableResult
     func releaseCachedRuns() -> Int {

@@ -99,29 +99,24 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
             throw .system(error)
         }
         let own = OwnSuperblocks(regions: managed)
-        let slotCapacity = own.count + borrowHeadroom
-        let arenaBytes = BuddyArena.metadataByteCount(geometry: geometry, slotCapacity: slotCapacity, classCount: Mobility.allCases.count)
-        let trackerBytes = FragmentationTracker.byteCount(slotCapacity: slotCapacity)
+        // Borrowing slots: an eighth of the own ones to start with, more when a borrow needs them.
+        let slotLimit = own.count + borrowHeadroom
+        let placement = SlotStorage.Placement(geometry: geometry, nodes: nodes, locked: configuration.locked, label: "pool \(configuration.name)")
         let fastBytes = managed.count * MemoryLayout<CacheRegion>.stride
+        let slots: SlotStorage
         do {
-            metadata = try MetadataBuffer(
-                byteCount: arenaBytes + trackerBytes + fastBytes + 256, nodes: nodes, locked: configuration.locked,
-                label: "pool \(configuration.name)")
+            slots = try SlotStorage(slotCapacity: own.count + min(borrowHeadroom, max(1, own.count / 8)), placement: placement)
+            metadata = try MetadataBuffer(byteCount: fastBytes + 64, nodes: nodes, locked: configuration.locked, label: "pool \(configuration.name)")
         } catch {
             PoolRegistry.unregister(id: id)
             throw .system(error)
         }
-        var offset = 0
-        let arenaMemory = metadata.slice(offset: &offset, byteCount: arenaBytes)
-        let arena = BuddyArena(
-            geometry: geometry, slotCapacity: slotCapacity, classCount: Mobility.allCases.count,
-            metadata: UnsafeMutableRawBufferPointer(start: arenaMemory, count: arenaBytes))
         var nextSlot = 0
         for region in managed {
-            _ = arena.attach(base: region.base, stateTable: region.states, superblockCount: region.superblockCount, firstSlot: nextSlot)
+            _ = slots.arena.attach(base: region.base, stateTable: region.states, superblockCount: region.superblockCount, firstSlot: nextSlot)
             nextSlot += region.superblockCount
         }
-        let tracker = FragmentationTracker(slotCapacity: slotCapacity, storage: metadata.slice(offset: &offset, byteCount: trackerBytes))
+        var offset = 0
         fastRegions = metadata.slice(offset: &offset, byteCount: fastBytes).bindMemory(to: CacheRegion.self, capacity: managed.count)
         for (index, region) in managed.enumerated() {
             (fastRegions + index).initialize(to: CacheRegion(
@@ -143,7 +138,8 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
             ? configuration.cache.budgets(poolCapacity: configuration.capacity, cpus: max(1, (configuration.cpus ?? topology.allowedCPUs).count)).runs
             : 0
         core = Mutex(PoolCore(
-            arena: arena, tracker: tracker, grouping: configuration.mobilityGrouping, poolID: id, own: own, runCacheBudget: runCacheBudget))
+            slots: slots, slotLimit: slotLimit, placement: placement, grouping: configuration.mobilityGrouping, poolID: id, own: own,
+            runCacheBudget: runCacheBudget))
 
         let index = configuration.cache.enabled ? CacheIndexRegistry.reserve(token: UInt64(id)) : nil
         cacheIndex = index

@@ -54,8 +54,10 @@ extension PoolCore {
         return lent.isEmpty
     }
 
-    /// Attaches a borrowed superblock to a free borrowing slot; false when none is free.
-    mutating func attachLoan(_ loan: Loan) -> Bool {
+    /// Attaches a borrowed superblock to a free borrowing slot, growing the slot storage when none
+    /// is free (past the limit only for a loan whose lender is gone); false when it cannot.
+    mutating func attachLoan(_ loan: Loan, beyondLimit: Bool = false) -> Bool {
+        if freeBorrowingSlots == 0, !growSlots(by: 1, beyondLimit: beyondLimit) { return false }
         guard let slot = arena.attach(
             base: loan.region.superblockBase(loan.superblock), stateTable: loan.region.stateTable(superblock: loan.superblock),
             superblockCount: 1, searchFrom: own.count)
@@ -69,6 +71,27 @@ extension PoolCore {
 
     /// Borrowing slots left: reserved slots not holding a loan now.
     var freeBorrowingSlots: Int { arena.slotCapacity - own.count - borrowed.count }
+
+    /// Borrowing slots the storage may still grow by.
+    var borrowingSlotsLeft: Int { max(0, slotLimit - own.count - borrowed.count) }
+
+    /// Makes room for `count` more loans: the storage doubles (at least), up to the limit. The
+    /// metadata mapping is made under the pool lock; borrowing is never on a locked pool's path.
+    mutating func growSlots(by count: Int, beyondLimit: Bool = false) -> Bool {
+        let needed = own.count + borrowed.count + count
+        guard needed > arena.slotCapacity else { return true }
+        let limit = beyondLimit ? max(slotLimit, needed) : slotLimit
+        guard needed <= limit else { return false }
+        let target = min(limit, max(needed, arena.slotCapacity * 2))
+        do throws(SystemError) {
+            slots = try slots.grown(to: target, placement: placement)
+            return true
+        } catch {
+            Diagnostics.report(.warning, DiagnosticEvent(.lending, .warning, subject: placement.label,
+                message: "could not grow the borrowing slots to \(target): \(error)"))
+            return false
+        }
+    }
 
     /// Detaches a wholly free borrowed superblock and queues it for return.
     mutating func detachLoan(slot: Int) {

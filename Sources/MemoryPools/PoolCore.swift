@@ -78,8 +78,13 @@ struct OwnSuperblocks: @unchecked Sendable {
 struct PoolCore: ~Copyable, @unchecked Sendable {
     // @unchecked: only reached through the pool's Mutex; the raw metadata it points at is
     // either guarded by that mutex or made of atomics (state bytes, owners).
-    let arena: BuddyArena
-    let tracker: FragmentationTracker
+    /// The arena and tracker, replaced by a larger copy when borrowing needs more slots.
+    var slots: SlotStorage
+    var arena: BuddyArena { slots.arena }
+    var tracker: FragmentationTracker { slots.tracker }
+    /// Slots the storage may grow to: the own superblocks plus what lower-priority pools can lend.
+    let slotLimit: Int
+    let placement: SlotStorage.Placement
     /// False: every allocation uses class 0, so mobility does not steer placement.
     let grouping: Bool
     let poolID: UInt32
@@ -100,9 +105,11 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     var cachedRunBytes = 0
     let runCacheBudget: Int
 
-    init(arena: BuddyArena, tracker: FragmentationTracker, grouping: Bool, poolID: UInt32, own: OwnSuperblocks, runCacheBudget: Int) {
-        self.arena = arena
-        self.tracker = tracker
+    init(slots: SlotStorage, slotLimit: Int, placement: SlotStorage.Placement, grouping: Bool, poolID: UInt32, own: OwnSuperblocks,
+         runCacheBudget: Int) {
+        self.slots = slots
+        self.slotLimit = slotLimit
+        self.placement = placement
         self.grouping = grouping
         self.poolID = poolID
         self.own = own

@@ -70,9 +70,10 @@ public struct PoolStatistics: Sendable, Codable, Equatable {
     public var allocationCount: Int
     public var deallocationCount: Int
     public var failureCount: Int
-    /// Buddy metadata: bitmaps, counters, state bytes and ownership, exact.
+    /// Buddy metadata: the arena's bitmaps and counters for every slot it holds now (own and
+    /// borrowing), the tracker, and the state bytes and owner words of the own regions. Exact.
     public var metadataBytes: Int
-    /// `metadataBytes` over the bytes it describes.
+    /// `metadataBytes` over the pool's own bytes (`capacityBytes`).
     public var metadataFraction: Double
     /// Memory of the caches' magazines and depots.
     public var cacheStorageBytes: Int
@@ -133,7 +134,7 @@ extension MemoryPool {
             for loan in core.borrowed.values { borrowedFrom[PoolRegistry.name(of: loan.lenderID) ?? "#\(loan.lenderID)", default: 0] += 1 }
             var lentTo: [String: Int] = [:]
             for borrower in core.lent.values { lentTo[PoolRegistry.name(of: borrower) ?? "#\(borrower)", default: 0] += 1 }
-            let metadata = buddyMetadataBytes(arena: core.arena)
+            let metadata = core.slots.metadataBytes + ownRegionMetadataBytes
             let used = managed - core.arena.freeBytes - max(0, cached)
             return PoolStatistics(
                 name: name, nodes: nodes.description, pageSize: regions.first?.pageSize ?? configuration.pageSize,
@@ -147,9 +148,10 @@ extension MemoryPool {
                 // popped, minus those the caches took from the buddy allocator, were pushed.
                 deallocationCount: core.counters.deallocations + census.cachedBlocks + census.allocations - core.counters.cacheNetBlocks,
                 failureCount: core.counters.failures,
-                metadataBytes: metadata, metadataFraction: Double(metadata) / Double(max(1, core.arena.slotCapacity << geometry.superblockShift)),
+                metadataBytes: metadata, metadataFraction: Double(metadata) / Double(max(1, capacity)),
                 cacheStorageBytes: census.storageBytes, threadCaches: census.threads,
-                cacheBudgetBytes: caches.map { $0.threadBudget + $0.depotBudget } ?? 0, cacheGrantedBytes: census.grantedBytes,
+                cacheBudgetBytes: (caches.map { $0.threadBudget + $0.depotBudget } ?? 0) + core.runCacheBudget,
+                cacheGrantedBytes: census.grantedBytes,
                 cachedBytesByThread: census.bytesByThread,
                 lentBytes: core.lent.count << geometry.superblockShift, borrowedBytes: core.borrowed.count << geometry.superblockShift,
                 borrowedFrom: borrowedFrom, lentTo: lentTo, superblocksBorrowedTotal: core.counters.superblocksBorrowed,
@@ -163,11 +165,9 @@ extension MemoryPool {
         }
     }
 
-    /// Exact bytes of buddy metadata for every slot the arena can hold: the arena's bitmaps and
-    /// counters, the tracker, and one state byte per minimum block plus an owner word per superblock.
-    private func buddyMetadataBytes(arena: BuddyArena) -> Int {
-        let slots = arena.slotCapacity
-        return arena.metadataByteCount + FragmentationTracker.byteCount(slotCapacity: slots)
-            + (slots << geometry.maxOrder) + slots * 4
+    /// The state bytes (one per minimum block) and owner words of the pool's own regions; the
+    /// regions of superblocks it borrowed count with their lenders.
+    private var ownRegionMetadataBytes: Int {
+        managedRegions.reduce(0) { $0 + ($1.superblockCount << geometry.maxOrder) + $1.superblockCount * 4 }
     }
 }
