@@ -87,6 +87,27 @@ let package = Package(
             name: "TestSupport",
             path: "Tests/TestSupport"
         ),
+        // A four-node machine with a memory-less, a CPU-less and a forbidden node, for the grammar.
+        .target(
+            name: "FakeMachines",
+            dependencies: ["BuddySystem"],
+            path: "Tests/FakeMachines"
+        ),
+        // What both fuzz targets share: replaying a corpus when built without libFuzzer.
+        .target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport"),
+        // libFuzzer targets (swift build --sanitize=fuzzer; scripts/run-fuzzers): the BUDDYPOOLS
+        // grammar, and pool operations checked against a model after every step. Built normally,
+        // each replays the files it is given (the committed corpus, in scripts/run-tests).
+        .executableTarget(
+            name: "FuzzEnvironment",
+            dependencies: ["BuddyPools", "FakeMachines", "FuzzSupport"],
+            path: "Tests/Fuzz/FuzzEnvironment"
+        ),
+        .executableTarget(
+            name: "FuzzPoolOperations",
+            dependencies: ["BuddyPools", "FuzzSupport"],
+            path: "Tests/Fuzz/FuzzPoolOperations"
+        ),
         // The buddy algorithm alone, over plain memory: fast, exhaustive model runs.
         .testTarget(
             name: "BuddyCoreTests",
@@ -95,7 +116,7 @@ let package = Package(
         // The BUDDYPOOLS grammar and resolver against a fake machine.
         .testTarget(
             name: "BuddyConfigTests",
-            dependencies: ["BuddyPools", "TestSupport"]
+            dependencies: ["BuddyPools", "FakeMachines", "TestSupport"]
         ),
         // Pools on real memory: model, exit, realtime, concurrency, lending, reclaim, NUMA VM suites.
         .testTarget(

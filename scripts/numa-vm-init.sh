@@ -91,6 +91,8 @@ mkdir -p "$R/dev/pts" "$R/dev/shm" "$R/dev/hugepages"
 mount -t devpts -o newinstance,ptmxmode=0666 devpts "$R/dev/pts"
 mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm"
 mount -t hugetlbfs hugetlbfs "$R/dev/hugepages" 2>/dev/null || true
+# cgroup v2, for tests that restrict the process's cpuset (cpuset.mems).
+mount -t cgroup2 cgroup2 "$R/sys/fs/cgroup" 2>/dev/null || true
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
 mount -t tmpfs -o mode=0755 tmpfs "$R/run"
 mkdir -p "$R/run/numa-vm"

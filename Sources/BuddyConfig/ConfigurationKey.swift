@@ -143,6 +143,26 @@ struct ConfigurationKey: Sendable {
             configuration.cache.threadBytes = bytes
             return .applied
         },
+        ConfigurationKey("zero", expects: "none, free or alloc") { value, configuration, _ in
+            guard let zeroing = PoolConfiguration.Zeroing(rawValue: String(value)) else { return .malformed }
+            configuration.zeroing = zeroing
+            return .applied
+        },
+        ConfigurationKey("poison", expects: "0 or 1") { value, configuration, _ in
+            guard let flag = flag(value) else { return .malformed }
+            configuration.poison = flag
+            return .applied
+        },
+        ConfigurationKey("lend", expects: "0 or 1 (a locked pool lends only with lend=1)") { value, configuration, _ in
+            guard let flag = flag(value) else { return .malformed }
+            configuration.lends = flag
+            return .applied
+        },
+        ConfigurationKey("placement", expects: "off, check or strict") { value, configuration, _ in
+            guard let check = PoolConfiguration.PlacementCheck(rawValue: String(value)) else { return .malformed }
+            configuration.placementCheck = check
+            return .applied
+        },
         ConfigurationKey("grouping", expects: "0 or 1") { value, configuration, _ in
             guard let flag = flag(value) else { return .malformed }
             configuration.mobilityGrouping = flag

@@ -35,6 +35,39 @@ public struct PoolConfiguration: Sendable, Equatable {
     public var cache = CacheConfiguration()
     /// Record bytes per allocation tag (like the kernel's page_owner); costs a lock per allocation.
     public var allocationAccounting = false
+    /// What happens to freed memory (`zero=`): nothing (the default, for speed); cleared on free;
+    /// or cleared on allocation, skipped where the pool knows the memory is still zero.
+    public var zeroing: Zeroing = .none
+    /// Fill freed blocks with a pattern and check it when they are handed out again (`poison=1`):
+    /// a write after free is reported, naming the pool, the block and the first changed byte.
+    public var poison = false
+    /// Whether the pool lends superblocks to higher-priority pools (`lend=`). nil: unlocked pools
+    /// lend, locked (realtime) pools do not.
+    public var lends: Bool?
+    /// What creation does with the sampled placement of the pool's pages (`placement=`).
+    public var placementCheck: PlacementCheck = .check
+
+    /// What a pool does with freed memory.
+    public enum Zeroing: String, Sendable, Equatable, CaseIterable {
+        case none
+        /// Cleared as it is freed, before anyone can get it again.
+        case onFree = "free"
+        /// Cleared as it is handed out, unless the pool knows it is still zero from the kernel.
+        case onAllocation = "alloc"
+    }
+
+    /// What creation does when sampled pages are not on the pool's nodes.
+    public enum PlacementCheck: String, Sendable, Equatable, CaseIterable {
+        /// Not sampled beyond what statistics need.
+        case off
+        /// A warning diagnostic names the pages elsewhere (the default).
+        case check
+        /// Creation fails with a `SystemError` naming the nodes the pages are on.
+        case strict
+    }
+
+    /// Whether the pool lends, after the default for its kind.
+    public var lendsSuperblocks: Bool { lends ?? !locked }
 
     public init(name: String, capacity: Int) {
         self.name = name

@@ -100,6 +100,9 @@ public final class BuddyArena {
     private let slotClasses: UnsafeMutablePointer<UInt8>
     /// 1 for a slot being evacuated: its free blocks are hidden from allocation.
     private let slotQuarantined: UnsafeMutablePointer<UInt8>
+    /// 1 for a superblock whose memory is known to be zero: attached fresh from the kernel (or
+    /// cleared) and no block of it freed since. What `zero=alloc` pools need not clear again.
+    private let slotPristine: UnsafeMutablePointer<UInt8>
     @usableFromInline let runLengths: UnsafeMutablePointer<UInt32>
     private let slotFreeCounts: UnsafeMutablePointer<UInt16>
     private let freeCounts: UnsafeMutablePointer<Int>
@@ -165,6 +168,7 @@ public final class BuddyArena {
         slotStates = (storage + plan.slotStates).bindMemory(to: UnsafeMutablePointer<Atomic<UInt8>>?.self, capacity: slotCapacity)
         slotClasses = (storage + plan.slotClasses).bindMemory(to: UInt8.self, capacity: slotCapacity)
         slotQuarantined = (storage + plan.slotQuarantined).bindMemory(to: UInt8.self, capacity: slotCapacity)
+        slotPristine = (storage + plan.slotPristine).bindMemory(to: UInt8.self, capacity: slotCapacity)
         runLengths = (storage + plan.runLengths).bindMemory(to: UInt32.self, capacity: slotCapacity)
         slotFreeCounts = (storage + plan.slotFreeCounts).bindMemory(to: UInt16.self, capacity: max(1, slotCapacity * maxOrder))
         freeCounts = (storage + plan.freeCounts).bindMemory(to: Int.self, capacity: maxOrder + 1)
@@ -210,7 +214,7 @@ public final class BuddyArena {
     private struct Layout {
         var total = 0
         var freeSets = 0, classSets = 0, detachedSet = 0, classSetCounts = 0, classOrderMasks = 0
-        var slotBases = 0, slotStates = 0, slotClasses = 0, slotQuarantined = 0, runLengths = 0, slotFreeCounts = 0, freeCounts = 0
+        var slotBases = 0, slotStates = 0, slotClasses = 0, slotQuarantined = 0, slotPristine = 0, runLengths = 0, slotFreeCounts = 0, freeCounts = 0
         var ranges = 0, scalars = 0
         var freeWords: [Int] = []
         var classWords = 0, detachedWords = 0, slotSetWords = 0
@@ -234,6 +238,7 @@ public final class BuddyArena {
         plan.slotStates = take(slotCapacity * 8)
         plan.slotClasses = take(slotCapacity)
         plan.slotQuarantined = take(slotCapacity)
+        plan.slotPristine = take(slotCapacity)
         plan.runLengths = take(slotCapacity * 4)
         plan.slotFreeCounts = take(max(1, slotCapacity * maxOrder) * 2)
         plan.freeCounts = take((maxOrder + 1) * 8)
@@ -272,6 +277,7 @@ public final class BuddyArena {
             larger.slotStates[slot] = slotStates[slot]
             larger.slotClasses[slot] = slotClasses[slot]
             larger.slotQuarantined[slot] = slotQuarantined[slot]
+            larger.slotPristine[slot] = slotPristine[slot]
             larger.runLengths[slot] = runLengths[slot]
             for order in 0..<maxOrder { larger.slotFreeCounts[slot * maxOrder + order] = slotFreeCounts[slot * maxOrder + order] }
             if !detachedSet.pointee.contains(slot) { larger.detachedSet.pointee.remove(slot) }
@@ -288,9 +294,10 @@ public final class BuddyArena {
     /// `stateTable` points at the state bytes of the first superblock, all zero.
     /// Returns nil when no run of detached slots at or after `searchFrom` is long enough.
     @discardableResult
+    /// `pristine`: the memory is known to be zero (fresh from the kernel, or cleared).
     public func attach(
         base: UInt, stateTable: UnsafeMutablePointer<Atomic<UInt8>>, superblockCount: Int = 1, firstSlot: Int? = nil,
-        searchFrom: Int = 0
+        searchFrom: Int = 0, pristine: Bool = false
     ) -> Int? {
         guard let start = firstSlot ?? findDetachedRun(count: superblockCount, from: searchFrom) else { return nil }
         precondition(base & UInt(geometry.superblockSize - 1) == 0, "superblock base is not aligned")
@@ -301,6 +308,7 @@ public final class BuddyArena {
             slotBases[slot] = base + UInt(index &<< geometry.superblockShift)
             slotStates[slot] = stateTable + (index &<< geometry.maxOrder)
             slotClasses[slot] = Self.noClass
+            slotPristine[slot] = pristine ? 1 : 0
             addFree(slot: slot, index: slot, order: geometry.maxOrder)
             scalars[1] += 1
         }
@@ -460,6 +468,8 @@ public final class BuddyArena {
     @discardableResult
     public func free(_ location: BlockLocation) -> BuddyRelease {
         let slot = location.slot
+        // Whatever was written to the block is in the superblock now.
+        slotPristine[slot] = 0
         let head = BlockState(rawValue: state(slot: slot, offset: location.blockOffset).pointee.load(ordering: .relaxed))
         let mobility: Int
         if case .allocated(let mobilityClass, _) = head.kind { mobility = mobilityClass } else { mobility = 0 }
@@ -491,12 +501,15 @@ public final class BuddyArena {
 
     // MARK: Runs of superblocks
 
-    /// `count` (2 or more) wholly free superblocks at consecutive addresses, the first aligned to
+    /// `count` wholly free superblocks at consecutive addresses, the first aligned to
     /// `alignment` and the whole run inside one `boundary`-aligned window (0: no boundary).
     /// O(slots) word operations in the worst case.
+    /// A count of 1 is one superblock placed by `alignment` and `boundary` (an alignment above the
+    /// superblock on a request that fits in one); it is an ordinary block of order maxOrder.
     public func allocateRun(count: Int, alignment: Int = 0, boundary: Int = 0, mobilityClass: Int, groupClass: Int? = nil) -> BuddyAllocation? {
-        precondition(count >= 2, "a run has at least two superblocks")
-        guard let first = findRun(count: count, alignment: alignment, boundary: boundary) else { return nil }
+        guard count >= 1, count <= slotCapacity, alignment >= 0, boundary >= 0,
+              let first = findRun(count: count, alignment: alignment, boundary: boundary)
+        else { return nil }
         let maxOrder = geometry.maxOrder
         for index in 0..<count {
             let slot = first + index
@@ -504,7 +517,7 @@ public final class BuddyArena {
             slotClasses[slot] = UInt8(groupClass ?? mobilityClass)
             if index > 0 { state(slot: slot, offset: 0).pointee.store(BlockState.interior.rawValue, ordering: .relaxed) }
         }
-        runLengths[first] = UInt32(count)
+        if count > 1 { runLengths[first] = UInt32(count) }
         // Run heads carry the raised flag: they are never cached and their size is the run's.
         state(slot: first, offset: 0).pointee.store(
             BlockState.allocated(order: maxOrder, mobilityClass: mobilityClass, alignmentRaised: true).rawValue, ordering: .relaxed)
@@ -570,6 +583,7 @@ public final class BuddyArena {
 
     private func freeRun(firstSlot: Int, mobilityClass: Int) -> BuddyRelease {
         let count = Int(runLengths[firstSlot])
+        for slot in firstSlot..<(firstSlot + count) { slotPristine[slot] = 0 }
         runLengths[firstSlot] = 0
         for slot in firstSlot..<(firstSlot + count) {
             addFree(slot: slot, index: slot, order: geometry.maxOrder)
@@ -619,6 +633,10 @@ public final class BuddyArena {
     }
 
     public func isQuarantined(slot: Int) -> Bool { slotQuarantined[slot] != 0 }
+
+    /// Whether the superblock's memory is known to be zero (see `attach(pristine:)`): every block
+    /// allocated from it is zero until written.
+    public func isPristine(slot: Int) -> Bool { slotPristine[slot] != 0 }
 
     /// Whether a slot is a run's second or later superblock (no head at offset 0).
     public func isRunBody(slot: Int) -> Bool {

@@ -41,10 +41,14 @@ public struct IDSet<Kind>: Hashable, Sendable, ExpressibleByArrayLiteral, Sequen
         return words[id / 64] & (1 << UInt64(id % 64)) != 0
     }
 
-    public mutating func insert(_ id: Int) {
-        precondition(id >= 0 && id <= Self.maximumID, "id \(id) is outside 0...\(Self.maximumID)")
+    /// Adds `id`; an id outside 0...maximumID is not added (false), so a set never grows a
+    /// word array for a typing mistake and a node set with no valid id is refused as empty.
+    @discardableResult
+    public mutating func insert(_ id: Int) -> Bool {
+        guard id >= 0 && id <= Self.maximumID else { return false }
         while words.count <= id / 64 { words.append(0) }
         words[id / 64] |= 1 << UInt64(id % 64)
+        return true
     }
 
     public mutating func remove(_ id: Int) {

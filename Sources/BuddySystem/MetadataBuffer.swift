@@ -8,6 +8,9 @@ package final class MetadataBuffer: @unchecked Sendable {
     package let byteCount: Int
 
     package init(byteCount requested: Int, nodes: NodeSet, locked: Bool, label: String) throws(SystemError) {
+        guard requested >= 0, requested <= 1 << 52 else {
+            throw SystemError(.invalidArgument, call: "metadata size check for \(label)", advice: "\(requested) bytes of metadata cannot be mapped")
+        }
         let byteCount = max(4096, (requested + 4095) & ~4095)
         let reservation: UnsafeMutableRawPointer
         switch MemoryCalls.reserveAddressSpace(byteCount) {

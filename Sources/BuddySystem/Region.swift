@@ -53,6 +53,12 @@ public final class Region: Sendable, CustomStringConvertible {
         guard byteCount > 0 else {
             throw SystemError(.invalidArgument, call: "region size check", advice: "a region needs a size above zero")
         }
+        // No address space is this large (x86-64 has 47 bits for a process); refusing it here
+        // keeps the sums below (size plus alignment slack) from overflowing.
+        guard byteCount <= 1 << 52, alignment <= 1 << 52 else {
+            throw SystemError(.invalidArgument, call: "region size check",
+                              advice: "\(formatBytes(byteCount)) aligned to \(formatBytes(alignment)) is more than any address space holds")
+        }
         guard alignment > 0, alignment & (alignment - 1) == 0, byteCount % min(alignment, 4096) == 0 else {
             throw SystemError(
                 .invalidArgument, call: "region alignment check",

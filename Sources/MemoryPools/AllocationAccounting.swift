@@ -80,7 +80,7 @@ final class AllocationAccounting: Sendable {
         state.locked { state in
             state.bySite.filter { $0.value.liveBlocks > 0 }
                 .sorted { ($0.value.liveBytes, $0.value.liveBlocks) > ($1.value.liveBytes, $1.value.liveBlocks) }
-                .prefix(count)
+                .prefix(max(0, count))
                 .map { AllocationSiteUsage(site: $0.key.description, liveBytes: $0.value.liveBytes, liveBlocks: $0.value.liveBlocks,
                                            allocationsTotal: $0.value.allocationsTotal) }
         }

@@ -37,12 +37,15 @@ struct LoanOffer {
 extension MemoryPool {
     var lendingGroup: LendingGroup? { lending.locked { $0.group } }
 
-    /// Whether superblocks of `lender` may serve this pool: same geometry and page size, a
-    /// node this pool's policy allows, and populated, locked memory for a locked pool.
+    /// Whether superblocks of `lender` may serve this pool: a lender that lends (a locked pool
+    /// only with `lend=1`), of lower priority, same geometry and page size, and locked memory
+    /// only between locked pools both ways: a locked borrower takes only populated, locked
+    /// superblocks, and an unlocked pool never holds a realtime pool's memory (its recall would
+    /// wait on an unlocked pool's frees and drains).
     func canBorrow(from lender: MemoryPool) -> Bool {
-        lender !== self && lender.priority < priority && lender.geometry == geometry
+        lender !== self && lender.configuration.lendsSuperblocks && lender.priority < priority && lender.geometry == geometry
             && lender.regions.first?.pageSize == regions.first?.pageSize
-            && (!configuration.locked || lender.configuration.locked)
+            && configuration.locked == lender.configuration.locked
     }
 
     /// Distance from this pool's nodes to `node` (10 is local); a large number when unknown.
@@ -53,11 +56,12 @@ extension MemoryPool {
     /// Borrows up to `superblocks` free superblocks from lower-priority pools, nearest node
     /// first, never above this pool's `max` nor below a lender's `min`. Returns how many.
     func borrow(superblocks wanted: Int) -> Int {
-        guard let group = lendingGroup else { return 0 }
+        // Slots first: a pool that may not borrow at all (no lender in its set) returns here
+        // without touching the group, allocation-free on a realtime thread.
         let (owned, freeSlots) = core.locked { core in (core.arena.attachedSlotCount, core.borrowingSlotsLeft) }
         var budget = min(wanted, freeSlots)
         if let maximum = configuration.maximumBytes { budget = min(budget, (maximum >> geometry.superblockShift) - owned) }
-        guard budget > 0 else { return 0 }
+        guard budget > 0, let group = lendingGroup else { return 0 }
         var offers = loanOffers(from: group)
         if offers.count < budget {
             // Lenders that may compact empty their cheapest superblocks for a higher priority.
@@ -74,7 +78,9 @@ extension MemoryPool {
         }
         for (lender, slots) in byLender.values {
             let loans = lender.lend(slots: slots, to: self)
-            let rejected = core.locked { core in loans.filter { !core.attachLoan($0) } }
+            // Cleared while it belongs to neither pool: the borrower never reads the lender's data.
+            let cleared = loans.map { clearArriving(region: $0.region, superblock: $0.superblock) }
+            let rejected = core.locked { core in zip(loans, cleared).filter { !core.attachLoan($0.0, pristine: $0.1) }.map(\.0) }
             for loan in rejected { lender.acceptReturn(loan) }
             taken += loans.count - rejected.count
             if loans.count > rejected.count {
@@ -113,7 +119,8 @@ extension MemoryPool {
 
     /// Takes back a superblock this pool lent (or one a borrower could not attach).
     func acceptReturn(_ loan: Loan) {
-        let nothingLent = core.locked { core in core.acceptReturn(loan) }
+        let pristine = clearArriving(region: loan.region, superblock: loan.superblock)
+        let nothingLent = core.locked { core in core.acceptReturn(loan, pristine: pristine) }
         if nothingLent { LoanBoard.setRecalling(id, false) }
     }
 
@@ -126,7 +133,7 @@ extension MemoryPool {
                 lender.acceptReturn(loan)
             } else {
                 // The lender is gone (its set was torn down): keep the superblock, slots or not.
-                let kept = core.locked { core in core.attachLoan(loan, beyondLimit: true) }
+                let kept = core.locked { core in core.attachLoan(loan, beyondLimit: true, pristine: false) }
                 if !kept {
                     Diagnostics.report(.warning, DiagnosticEvent(.lending, .warning, subject: "pool \(name)",
                         message: "a superblock whose lender is gone could not be kept (no metadata for a slot)", bytes: geometry.superblockSize))
@@ -135,8 +142,11 @@ extension MemoryPool {
         }
     }
 
-    /// Asks borrowers for this pool's free superblocks back (they drain their caches first
-    /// when none is free). Returns how many came back.
+    /// Asks borrowers for this pool's free superblocks back: those wholly free in a borrower's
+    /// arena come back now; when none is, an unlocked borrower's caches are drained first. A
+    /// locked borrower (the only kind a locked pool lends to) is never drained from another
+    /// pool's thread: the flag stays raised and its loans go home as its own threads free and
+    /// drain them. Returns how many came back now.
     func recallLoans() -> Int {
         let borrowers = Set(core.locked { $0.lent.values })
         guard !borrowers.isEmpty, let group = lendingGroup else { return 0 }
@@ -145,7 +155,7 @@ extension MemoryPool {
         for borrowerID in borrowers {
             guard let borrower = group.pool(id: borrowerID) else { continue }
             var loans = borrower.giveBack(to: id)
-            if loans.isEmpty, borrower.caches != nil {
+            if loans.isEmpty, borrower.caches != nil, !borrower.configuration.locked {
                 borrower.drainCaches()
                 loans = borrower.giveBack(to: id)
             }

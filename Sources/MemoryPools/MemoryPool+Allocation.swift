@@ -48,10 +48,14 @@ extension MemoryPool {
         byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
     ) -> Result<UnsafeMutableRawPointer, PoolError> {
         let result: Result<UnsafeMutableRawPointer, PoolError>
+        var knownZero = false
         if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
             result = .success(cached)
         } else {
-            result = allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility)
+            result = allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility, knownZero: &knownZero)
+        }
+        if scrubs, case .success(let pointer) = result {
+            prepareHandedOut(pointer, byteCount: blockBytes(forRequest: byteCount, alignment: alignment), knownZero: knownZero)
         }
         if countsSites, case .success(let pointer) = result {
             noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line)
@@ -86,14 +90,18 @@ extension MemoryPool {
     }
 
     @inline(never)
-    private func allocateSlowly(byteCount: Int, alignment: Int, mobility: Mobility) -> Result<UnsafeMutableRawPointer, PoolError> {
+    /// `knownZero` is set when the block comes from memory no free has touched since the kernel
+    /// zeroed it (what `zero=alloc` and `poison=1` pools need not clear or check).
+    private func allocateSlowly(
+        byteCount: Int, alignment: Int, mobility: Mobility, knownZero: inout Bool
+    ) -> Result<UnsafeMutableRawPointer, PoolError> {
         guard byteCount > 0 else { return .failure(invalidRequest(byteCount, alignment, .zeroOrNegativeSize)) }
         guard alignment > 0, alignment & (alignment &- 1) == 0 else { return .failure(invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo)) }
         guard let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) else {
             if mobility == .unmovable, !isForkedChild, let address = keptRun(count: geometry.superblockCount(byteCount: byteCount), alignment: alignment, raised: true) {
                 return .success(address)
             }
-            return contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: 0, mobility: mobility)
+            return contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: 0, mobility: mobility, knownZero: &knownZero)
         }
         if order == geometry.maxOrder, mobility == .unmovable, !isForkedChild, let address = keptRun(count: 1, alignment: 0, raised: raised) {
             return .success(address)
@@ -103,7 +111,22 @@ extension MemoryPool {
                 return .success(UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped)
             }
         }
-        return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
+        return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment,
+                               knownZero: &knownZero)
+    }
+
+    /// Whether some own region holds an address aligned to `alignment` (above a superblock) with
+    /// `superblocks` superblocks after it: otherwise no amount of freeing could serve the request.
+    private func alignmentFits(_ alignment: Int, superblocks: Int) -> Bool {
+        let mask = UInt(alignment) - 1
+        let bytes = UInt(superblocks) << UInt(geometry.superblockShift)
+        return managedRegions.contains { region in
+            let (raised, overflow) = region.base.addingReportingOverflow(mask)
+            guard !overflow else { return false }
+            let start = raised & ~mask
+            let end = region.base + UInt(region.byteCount)
+            return start < end && end - start >= bytes
+        }
     }
 
     /// A whole superblock or a run the pool kept for reuse, under one lock acquisition and with
@@ -124,12 +147,17 @@ extension MemoryPool {
         byteCount: Int, alignment: Int = 4096, boundary: Int = 0, mobility: Mobility = .unmovable,
         file: StaticString = #fileID, line: UInt = #line
     ) throws(PoolError) -> UnsafeMutableRawPointer {
-        let pointer = try contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: boundary, mobility: mobility).get()
+        var knownZero = false
+        let pointer = try contiguousAllocation(
+            byteCount: byteCount, alignment: alignment, boundary: boundary, mobility: mobility, knownZero: &knownZero).get()
+        if scrubs { prepareHandedOut(pointer, byteCount: blockBytes(forRequest: byteCount, alignment: alignment), knownZero: knownZero) }
         if countsSites { noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line) }
         return pointer
     }
 
-    private func contiguousAllocation(byteCount: Int, alignment: Int, boundary: Int, mobility: Mobility) -> Result<UnsafeMutableRawPointer, PoolError> {
+    private func contiguousAllocation(
+        byteCount: Int, alignment: Int, boundary: Int, mobility: Mobility, knownZero: inout Bool
+    ) -> Result<UnsafeMutableRawPointer, PoolError> {
         guard byteCount > 0 else { return .failure(invalidRequest(byteCount, alignment, .zeroOrNegativeSize)) }
         guard alignment > 0, alignment & (alignment &- 1) == 0, boundary >= 0, boundary & (boundary &- 1) == 0 else {
             return .failure(invalidRequest(byteCount, alignment, .alignmentNotPowerOfTwo))
@@ -139,25 +167,35 @@ extension MemoryPool {
             guard boundary == 0 || boundary >= geometry.blockSize(order: order) else {
                 return .failure(invalidRequest(byteCount, boundary, .largerThanPool))
             }
-            return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment)
+            return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment,
+                                   knownZero: &knownZero)
         }
+        // Every bound before any arithmetic that could overflow: the count first (a superblock
+        // count never overflows), then what it implies.
         let count = geometry.superblockCount(byteCount: byteCount)
-        guard boundary == 0 || boundary >= count << geometry.superblockShift,
-              count <= own.count + (configuration.maximumBytes.map { $0 / geometry.superblockSize } ?? 0)
-        else {
+        guard count <= superblockLimit else {
             return .failure(invalidRequest(byteCount, alignment, .largerThanPool))
         }
+        guard boundary == 0 || boundary >> geometry.superblockShift >= count else {
+            return .failure(invalidRequest(byteCount, boundary, .largerThanPool))
+        }
+        if alignment > geometry.superblockSize, !alignmentFits(alignment, superblocks: count) {
+            return .failure(invalidRequest(byteCount, alignment, .alignmentUnsatisfiable))
+        }
         // The closure is passed directly, not stored: a stored closure escapes and boxes its captures on the heap.
-        return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: count, avoidsSteal: false) { core, _ in
+        return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: count, avoidsSteal: false,
+                          knownZero: &knownZero) { core, _ in
             core.allocateRun(count: count, alignment: alignment, boundary: boundary, mobility: mobility)
         }
     }
 
-    func blockAllocation(order: Int, alignmentRaised: Bool, mobility: Mobility, byteCount: Int, alignment: Int) -> Result<UnsafeMutableRawPointer, PoolError> {
+    func blockAllocation(
+        order: Int, alignmentRaised: Bool, mobility: Mobility, byteCount: Int, alignment: Int, knownZero: inout Bool
+    ) -> Result<UnsafeMutableRawPointer, PoolError> {
         // Unmovable and reclaimable blocks would rather a movable superblock were emptied than be
         // scattered into one: a movable superblock holding an unmovable block never compacts again.
         allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1,
-                   avoidsSteal: mobility != .movable && avoidsSteals) { core, allowSteal in
+                   avoidsSteal: mobility != .movable && avoidsSteals, knownZero: &knownZero) { core, allowSteal in
             core.allocateBlock(order: order, alignmentRaised: alignmentRaised, mobility: mobility, allowSteal: allowSteal)
         }
     }
@@ -167,16 +205,22 @@ extension MemoryPool {
     /// something. With `avoidsSteal`, the first try refuses to take a block from another mobility's
     /// superblock; only after compaction has had its turn may it.
     private func allocation(
-        byteCount: Int, alignment: Int, mobility: Mobility, superblocksNeeded: Int, avoidsSteal: Bool,
+        byteCount: Int, alignment: Int, mobility: Mobility, superblocksNeeded: Int, avoidsSteal: Bool, knownZero: inout Bool,
         using attempt: (inout PoolCore, _ allowSteal: Bool) -> BuddyAllocation?
     ) -> Result<UnsafeMutableRawPointer, PoolError> {
         if isForkedChild { return .failure(.unavailableAfterFork(pool: name)) }
+        let scrubs = self.scrubs
         func tryOnce(allowSteal: Bool = true) -> UnsafeMutableRawPointer? {
-            core.locked { core -> UnsafeMutableRawPointer? in
-                guard let block = attempt(&core, allowSteal) else { return nil }
+            let (pointer, zero) = core.locked { core -> (UnsafeMutableRawPointer?, Bool) in
+                guard let block = attempt(&core, allowSteal) else { return (nil, false) }
                 core.counters.allocations += 1
-                return UnsafeMutableRawPointer(bitPattern: block.address)
+                // Only pools that scrub ask, and every superblock of a run must be untouched.
+                let zero = scrubs && core.arena.isPristine(slot: block.location.slot)
+                    && (1..<max(1, core.arena.runLength(slot: block.location.slot))).allSatisfy { core.arena.isPristine(slot: block.location.slot + $0) }
+                return (UnsafeMutableRawPointer(bitPattern: block.address), zero)
             }
+            if pointer != nil { knownZero = zero }
+            return pointer
         }
         if let pointer = tryOnce(allowSteal: !avoidsSteal) { return .success(pointer) }
         if avoidsSteal {
@@ -222,13 +266,15 @@ extension MemoryPool {
         case reclaim
     }
 
-    /// Locked (realtime) pools never borrow or reclaim inline on the allocating thread.
+    /// Locked (realtime) pools never reclaim inline on the allocating thread; they borrow only
+    /// from locked pools (`canBorrow`), whose superblocks are populated and locked and are
+    /// cleared with a memset, into borrowing slots reserved at creation: no system call, no fault.
     private func isAllowed(_ step: PressureStep) -> Bool {
         switch step {
         case .drainLocalCaches: true
         case .drainThreadCaches: caches != nil
-        case .recallLoans: true
-        case .borrow, .reclaim: !configuration.locked
+        case .recallLoans, .borrow: true
+        case .reclaim: !configuration.locked
         }
     }
 

@@ -15,7 +15,7 @@ extension MemoryPool {
     /// the fewest movable and reclaimable bytes to move or drop. A superblock holding any
     /// unmovable block (cached blocks count as unmovable) is never a candidate; runs are not either.
     public func reclaimCandidates(count: Int) -> [SuperblockCandidate] {
-        core.locked { core in candidates(core, count: count, compactableOnly: false) }
+        core.locked { core in candidates(core, count: max(0, count), compactableOnly: false) }
     }
 
     /// Every superblock the pool manages with its live bytes by mobility and free bytes (runs
@@ -127,7 +127,9 @@ extension MemoryPool {
     /// superblocks elsewhere: the window, not the count of free superblocks, is what matters.
     @discardableResult
     public func compactRun(count: Int) -> CompactionReport {
-        evacuate { core in
+        // A window of no superblocks, or of more than the pool has, cannot be emptied.
+        guard count >= 1, count <= superblockLimit else { return CompactionReport() }
+        return evacuate { core in
             let arena = core.arena
             let superblock = UInt(geometry.superblockSize)
             let scores = (0..<arena.slotCapacity).map { arena.isAttached(slot: $0) ? core.score(slot: $0) : nil }
@@ -193,6 +195,8 @@ extension MemoryPool {
                             from: UnsafeRawPointer(bitPattern: source)!, byteCount: size)
                         handles.finishMove(index, from: source, to: destination.address, state: saved)
                         accounting?.move(from: source, to: destination.address)
+                        // What stays behind is freed memory: scrubbed like any free.
+                        if scrubs { scrubFreed(source, byteCount: size) }
                         core.freeBlock(location, mobility: .movable)
                         report.blocksMoved += 1
                         report.bytesMoved += size
@@ -211,6 +215,7 @@ extension MemoryPool {
             for (plan, moved) in zip(external, accepted) {
                 if moved {
                     accounting?.move(from: plan.0.source, to: plan.0.destination)
+                    if scrubs { scrubFreed(plan.0.source, byteCount: plan.0.byteCount) }
                     core.freeBlock(plan.source, mobility: .movable)
                     report.blocksMoved += 1
                     report.bytesMoved += plan.0.byteCount
@@ -251,9 +256,14 @@ extension MemoryPool {
 
     // MARK: Shrinking and growing
 
-    /// Gives memory back until the pool manages at most `targetBytes`: free borrowed superblocks
-    /// go home, free own superblocks go back to the kernel (MADV_DONTNEED), and when none is free
-    /// the cheapest are compacted and the shrinkers asked. `grow(to:)` brings them back.
+    /// Gives memory back until the pool manages at most `targetBytes` (a target below 0 means 0):
+    /// free borrowed superblocks go home, free own superblocks go back to the kernel
+    /// (MADV_DONTNEED), and when none is free the cheapest are compacted and the shrinkers asked.
+    /// `grow(to:)` brings them back. What "back to the kernel" means depends on the pages:
+    /// base and transparent pages leave the process's resident memory (Rss falls); hugetlb pages
+    /// leave the mapping and return to the system's hugepage pool (free_hugepages rises), where
+    /// any process may take them before `grow` asks again. Superblocks smaller than their page
+    /// (2 MiB superblocks on 1 GiB pages) stay managed: `keptForPageSizeBytes` says how many.
     @discardableResult
     public func shrink(to targetBytes: Int) -> ShrinkReport {
         var report = ShrinkReport()
@@ -267,15 +277,21 @@ extension MemoryPool {
                     core.detachLoan(slot: slot)
                     return (managed, .returned(core.takePendingReturns()))
                 }
-                if let slot = (0..<own.count).reversed().first(where: { core.arena.isWhollyFree(slot: $0) }),
+                let whollyFree = (0..<own.count).reversed().filter { core.arena.isWhollyFree(slot: $0) }
+                if let slot = whollyFree.first(where: { own.location(slot: $0).region.region.pageSize.bytes <= superblock }),
                    let (region, index) = core.detachForRelease(slot: slot) {
                     return (managed - superblock, .detached(slot: slot, region: region, superblock: index))
                 }
+                // Free superblocks are there but their pages are larger: reclaiming more would not help.
+                if !whollyFree.isEmpty { return (managed, .keptForPageSize(bytes: whollyFree.count * superblock)) }
                 return (managed, .needsReclaim)
             }
             report.managedBytesAfter = managed
             switch step {
             case .done:
+                return report
+            case .keptForPageSize(let bytes):
+                report.keptForPageSizeBytes = bytes
                 return report
             case .returned(let loans):
                 deliverReturns(loans)
@@ -283,7 +299,7 @@ extension MemoryPool {
             case .detached(let slot, let region, let index):
                 // Out of the arena, so nothing can allocate it while its pages go back (outside the lock).
                 if let error = releasePages(region: region, superblock: index) {
-                    core.locked { core in core.reattachReleased(slot: slot) }
+                    core.locked { core in core.reattachReleased(slot: slot, pristine: false) }
                     report.managedBytesAfter += superblock
                     report.systemError = error
                     return report
@@ -306,6 +322,7 @@ extension MemoryPool {
 
     private enum ShrinkStep {
         case done
+        case keptForPageSize(bytes: Int)
         case returned([Loan])
         case detached(slot: Int, region: ManagedRegion, superblock: Int)
         case needsReclaim
@@ -357,7 +374,10 @@ extension MemoryPool {
                 throw .system(error.explained(
                     as: .permissionDenied, advice: PlacementCheck.memlockAdvice(byteCount: geometry.superblockSize, topology: topology)))
             }
-            core.locked { core in core.reattachReleased(slot: slot) }
+            // MADV_DONTNEED gave the pages back; populating them again brought zero pages (hugetlb
+            // pages are zeroed as they are faulted in too). A poisoned pool fills them first.
+            if configuration.poison { MemoryClearing.poison(pointer, geometry.superblockSize) }
+            core.locked { core in core.reattachReleased(slot: slot, pristine: !configuration.poison) }
             added += geometry.superblockSize
         }
         return added

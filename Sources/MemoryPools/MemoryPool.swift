@@ -29,6 +29,12 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     let token: UInt64
     /// The pool's own superblocks and the regions that hold them.
     let own: OwnSuperblocks
+    /// Superblocks the pool could ever hold at once: its own and what it may borrow.
+    let superblockLimit: Int
+    /// Whether frees and allocations touch the memory (`zero=free|alloc`, `poison=1`). Stored:
+    /// reading it through `configuration` on the locked paths copied the configuration (64
+    /// instructions of memcpy per free, callgrind).
+    let scrubs: Bool
     var managedRegions: [ManagedRegion] { own.regions }
     let core: Mutex<PoolCore>
     let caches: PoolCaches?
@@ -98,14 +104,24 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
             PoolRegistry.unregister(id: id)
             throw .system(error)
         }
+        if configuration.placementCheck != .off {
+            do throws(SystemError) {
+                try Self.checkPlacement(of: managed, pool: configuration.name, strict: configuration.placementCheck == .strict)
+            } catch {
+                PoolRegistry.unregister(id: id)
+                throw .system(error)
+            }
+        }
         let own = OwnSuperblocks(regions: managed)
-        // Borrowing slots: an eighth of the own ones to start with, more when a borrow needs them.
+        // Borrowing slots: an eighth of the own ones to start with, more when a borrow needs them;
+        // a locked pool reserves them all now (growing them maps memory, never done on its path).
         let slotLimit = own.count + borrowHeadroom
         let placement = SlotStorage.Placement(geometry: geometry, nodes: nodes, locked: configuration.locked, label: "pool \(configuration.name)")
         let fastBytes = managed.count * MemoryLayout<CacheRegion>.stride
         let slots: SlotStorage
         do {
-            slots = try SlotStorage(slotCapacity: own.count + min(borrowHeadroom, max(1, own.count / 8)), placement: placement)
+            let reserved = configuration.locked ? borrowHeadroom : min(borrowHeadroom, max(1, own.count / 8))
+            slots = try SlotStorage(slotCapacity: own.count + reserved, placement: placement)
             metadata = try MetadataBuffer(byteCount: fastBytes + 64, nodes: nodes, locked: configuration.locked, label: "pool \(configuration.name)")
         } catch {
             PoolRegistry.unregister(id: id)
@@ -113,7 +129,14 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         }
         var nextSlot = 0
         for region in managed {
-            _ = slots.arena.attach(base: region.base, stateTable: region.states, superblockCount: region.superblockCount, firstSlot: nextSlot)
+            // Fresh from the kernel every page is zero; a poisoned pool fills its regions with the
+            // pattern instead (every free byte of such a pool holds it, see prepareHandedOut).
+            if configuration.poison, let base = UnsafeMutableRawPointer(bitPattern: region.base) {
+                MemoryClearing.poison(base, region.byteCount)
+            }
+            _ = slots.arena.attach(
+                base: region.base, stateTable: region.states, superblockCount: region.superblockCount, firstSlot: nextSlot,
+                pristine: !configuration.poison)
             nextSlot += region.superblockCount
         }
         var offset = 0
@@ -132,6 +155,8 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         self.id = id
         self.token = UInt64(id)
         self.own = own
+        self.superblockLimit = slotLimit
+        self.scrubs = configuration.zeroing != .none || configuration.poison
         self.topology = topology
         self.forkGeneration = PoolRegistry.forkGeneration
         let runCacheBudget = configuration.cache.enabled
@@ -157,8 +182,9 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         } else {
             caches = nil
         }
-        // Pools that count allocation sites keep every call out of line, where the accounting is.
-        let inline = !configuration.allocationAccounting
+        // Pools that count allocation sites, zero or poison keep every call out of line, where
+        // that work is done.
+        let inline = !configuration.allocationAccounting && configuration.zeroing == .none && !configuration.poison
         cacheFastPath = caches?.fastPath(poolID: id, region: fastRegions.pointee, inline: inline)
             ?? .disabled(region: fastRegions.pointee, geometry: geometry)
         accounting = configuration.allocationAccounting ? AllocationAccounting() : nil
@@ -173,6 +199,26 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         if let cacheIndex { CacheIndexRegistry.release(cacheIndex) }
         PoolRegistry.unregister(id: id)
         fastRegions.deinitialize(count: fastRegionCount)
+    }
+
+    /// Compares where each superblock's first page landed (sampled with move_pages as the region
+    /// was made) with the nodes it was placed on: a warning names the pages elsewhere, or with
+    /// `placement=strict` creation fails (also when the kernel could not say where they are).
+    static func checkPlacement(of regions: [ManagedRegion], pool: String, strict: Bool) throws(SystemError) {
+        for region in regions {
+            let intended = region.region.nodes
+            let elsewhere = region.superblockNodes.filter { $0 >= 0 && !intended.contains($0) }
+            let unknown = region.superblockNodes.filter { $0 < 0 }.count
+            if !elsewhere.isEmpty {
+                let advice = "\(elsewhere.count) of \(region.superblockCount) sampled superblocks of pool '\(pool)' are on nodes "
+                    + "\(NodeSet(elsewhere)), not on its nodes \(intended) (\(region.region.policy)); the nodes may be short of memory"
+                if strict { throw SystemError(.invalidPlacement, call: "placement check (move_pages)", advice: advice) }
+                Diagnostics.report(.warning, DiagnosticEvent(.placement, .warning, subject: "pool \(pool)", message: advice))
+            } else if unknown > 0, strict {
+                throw SystemError(.invalidPlacement, call: "placement check (move_pages)",
+                                  advice: "the kernel could not say where \(unknown) of \(region.superblockCount) superblocks of pool '\(pool)' are, and placement=strict needs to know")
+            }
+        }
     }
 
     /// One region for the whole pool, except `bind` over several nodes: one region per node,

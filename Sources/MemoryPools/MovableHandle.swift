@@ -98,6 +98,12 @@ final class HandleTable: @unchecked Sendable {
     }
 
     static func generation(of state: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: state >> generationShift) }
+
+    /// The live handle at `index` (pool lock held), for naming it in a report.
+    func handle(index: UInt32) -> MovableHandle? {
+        guard let entry = entry(index) else { return nil }
+        return MovableHandle(index: index, generation: Self.generation(of: entry.pointee.state.load(ordering: .acquiring)))
+    }
     static func pins(of state: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: state) }
 
     /// Pins the entry (waits while it is being moved); false when the handle is stale.

@@ -42,11 +42,11 @@ extension PoolCore {
 
     /// Takes back an own superblock this pool lent (or one a borrower could not attach).
     /// Returns whether nothing is lent any more.
-    mutating func acceptReturn(_ loan: Loan) -> Bool {
+    mutating func acceptReturn(_ loan: Loan, pristine: Bool) -> Bool {
         let slot = own.slot(region: loan.region, superblock: loan.superblock)
         _ = arena.attach(
             base: loan.region.superblockBase(loan.superblock), stateTable: loan.region.stateTable(superblock: loan.superblock),
-            superblockCount: 1, firstSlot: slot)
+            superblockCount: 1, firstSlot: slot, pristine: pristine)
         lent[slot] = nil
         counters.superblocksRecalled += 1
         loan.region.setOwner(superblock: loan.superblock, poolID)
@@ -56,11 +56,11 @@ extension PoolCore {
 
     /// Attaches a borrowed superblock to a free borrowing slot, growing the slot storage when none
     /// is free (past the limit only for a loan whose lender is gone); false when it cannot.
-    mutating func attachLoan(_ loan: Loan, beyondLimit: Bool = false) -> Bool {
+    mutating func attachLoan(_ loan: Loan, beyondLimit: Bool = false, pristine: Bool) -> Bool {
         if freeBorrowingSlots == 0, !growSlots(by: 1, beyondLimit: beyondLimit) { return false }
         guard let slot = arena.attach(
             base: loan.region.superblockBase(loan.superblock), stateTable: loan.region.stateTable(superblock: loan.superblock),
-            superblockCount: 1, searchFrom: own.count)
+            superblockCount: 1, searchFrom: own.count, pristine: pristine)
         else { return false }
         borrowed[slot] = loan
         counters.superblocksBorrowed += 1
@@ -76,7 +76,8 @@ extension PoolCore {
     var borrowingSlotsLeft: Int { max(0, slotLimit - own.count - borrowed.count) }
 
     /// Makes room for `count` more loans: the storage doubles (at least), up to the limit. The
-    /// metadata mapping is made under the pool lock; borrowing is never on a locked pool's path.
+    /// metadata mapping is made under the pool lock; a locked pool reserved every slot it may
+    /// borrow into at creation, so this never maps on its path.
     mutating func growSlots(by count: Int, beyondLimit: Bool = false) -> Bool {
         let needed = own.count + borrowed.count + count
         guard needed > arena.slotCapacity else { return true }
@@ -141,13 +142,13 @@ extension PoolCore {
         return own.location(slot: slot)
     }
 
-    /// Attaches a released own superblock again: after `grow(to:)` repopulated it, or when giving
-    /// its pages back failed and it keeps them.
-    mutating func reattachReleased(slot: Int) {
+    /// Attaches a released own superblock again: after `grow(to:)` repopulated it (`pristine`:
+    /// the kernel's zero pages), or when giving its pages back failed and it keeps them.
+    mutating func reattachReleased(slot: Int, pristine: Bool) {
         guard released.remove(slot) != nil else { return }
         let (region, superblock) = own.location(slot: slot)
         _ = arena.attach(base: region.superblockBase(superblock), stateTable: region.stateTable(superblock: superblock),
-                         superblockCount: 1, firstSlot: slot)
+                         superblockCount: 1, firstSlot: slot, pristine: pristine)
         checkAfterOperation(slot: slot)
     }
 }

@@ -75,6 +75,9 @@ public struct InvalidRequest: Sendable, Equatable, CustomStringConvertible {
         case largerThanPool
         /// Typed allocation whose byte count overflows Int.
         case countOverflow
+        /// No address of the pool's regions has the alignment asked for (above a superblock)
+        /// with room for the request after it.
+        case alignmentUnsatisfiable
     }
 
     public let pool: String
@@ -88,6 +91,8 @@ public struct InvalidRequest: Sendable, Equatable, CustomStringConvertible {
         case .alignmentNotPowerOfTwo: "pool '\(pool)': alignment must be a power of two, got \(alignment)"
         case .largerThanPool: "pool '\(pool)': \(formatBytes(byteCount)) exceeds what the pool can ever hold in one piece"
         case .countOverflow: "pool '\(pool)': element count times stride overflows"
+        case .alignmentUnsatisfiable:
+            "pool '\(pool)': no address of the pool is aligned to \(alignment) with room for \(formatBytes(byteCount)) after it"
         }
     }
 }

@@ -121,8 +121,8 @@ public final class PoolSet: Sendable, Sequence {
     static func borrowHeadroom(for configuration: PoolConfiguration, among all: [PoolConfiguration]) -> Int {
         guard let geometry = try? configuration.geometry() else { return 0 }
         let lendable = all.filter {
-            $0.priority < configuration.priority && (try? $0.geometry()) == geometry && $0.pageSize == configuration.pageSize
-                && (!configuration.locked || $0.locked)
+            $0.priority < configuration.priority && $0.lendsSuperblocks && (try? $0.geometry()) == geometry
+                && $0.pageSize == configuration.pageSize && configuration.locked == $0.locked
         }.reduce(0) { $0 + ($1.capacity >> geometry.superblockShift) }
         guard let maximum = configuration.maximumBytes else { return lendable }
         return Swift.min(lendable, (maximum - configuration.capacity) >> geometry.superblockShift)

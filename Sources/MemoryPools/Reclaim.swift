@@ -79,6 +79,10 @@ public struct ShrinkReport: Sendable, Equatable, Codable {
     public var compaction = CompactionReport()
     public var shrinkerBytes = 0
     public var managedBytesAfter = 0
+    /// Wholly free superblocks kept because their page is larger than a superblock: a 1 GiB
+    /// hugetlb page holds 512 superblocks and the kernel takes it back only whole (an madvise
+    /// of part of it fails or, aligned, would drop the whole page with the live data beside it).
+    public var keptForPageSizeBytes = 0
     /// The system call that stopped the shrink (munlock or madvise failed): the superblock it was
     /// for stays managed, and `releasedBytes` counts only what the kernel really took back.
     public var systemError: SystemError?

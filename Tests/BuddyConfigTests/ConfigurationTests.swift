@@ -1,4 +1,5 @@
 import BuddyPools
+import FakeMachines
 import TestSupport
 import Testing
 

@@ -201,6 +201,7 @@ struct AntiFragmentationTests {
         let pool = try TestPools.make("runs", capacity: 64 << 20) { $0.cache.enabled = false }
         var random = SplitMix64(seed: seed)
         var live: [(UnsafeMutableRawPointer, Int)] = []
+        var failures = 0, attempts = 0
         for _ in 0..<TestScale.operations(3000) {
             if live.count > 6 || (Bool.random(using: &random) && !live.isEmpty) {
                 let (block, bytes) = live.remove(at: Int(random.next() % UInt64(live.count)))
@@ -211,7 +212,27 @@ struct AntiFragmentationTests {
             let alignment = 1 << Int(21 + random.next() % 4)
             let boundary = [0, 8 << 20, 16 << 20, 32 << 20][Int(random.next() % 4)]
             guard boundary == 0 || boundary >= ((bytes + Self.superblock - 1) / Self.superblock) * Self.superblock else { continue }
-            guard let block = try? pool.allocateContiguous(byteCount: bytes, alignment: alignment, boundary: boundary) else { continue }
+            attempts += 1
+            let block: UnsafeMutableRawPointer
+            do {
+                block = try pool.allocateContiguous(byteCount: bytes, alignment: alignment, boundary: boundary)
+            } catch {
+                // A refusal must be one no placement could avoid: no window of wholly free
+                // superblocks with the alignment and inside the boundary.
+                failures += 1
+                guard case .exhausted = error else { Issue.record("\(error)"); continue }
+                let free = Set(pool.superblockUsage().filter { $0.freeBytes == Self.superblock }.map(\.baseAddress))
+                let count = (bytes + Self.superblock - 1) / Self.superblock
+                let fits = pool.regions.contains { region in
+                    stride(from: region.addressRange.lowerBound, to: region.addressRange.upperBound, by: Self.superblock).contains { start in
+                        start % UInt(alignment) == 0 && start + UInt(count * Self.superblock) <= region.addressRange.upperBound
+                            && (boundary == 0 || start / UInt(boundary) == (start + UInt(count * Self.superblock) - 1) / UInt(boundary))
+                            && (0..<count).allSatisfy { free.contains(start + UInt($0 * Self.superblock)) }
+                    }
+                }
+                #expect(!fits, "a \(bytes)-byte run aligned to \(alignment) within \(boundary) was refused with room for it")
+                continue
+            }
             let start = UInt(bitPattern: block)
             #expect(start % UInt(alignment) == 0)
             if boundary > 0 { #expect(start / UInt(boundary) == (start + UInt(bytes) - 1) / UInt(boundary)) }
@@ -220,5 +241,8 @@ struct AntiFragmentationTests {
         for (block, bytes) in live { pool.deallocate(block, byteCount: bytes) }
         try pool.checkInvariants()
         #expect(pool.statistics.freeBytes == 64 << 20)
+        // Every refusal was checked above; most requests must still be served (at most 7 runs of
+        // at most 4 superblocks are live in 32 superblocks, so a refusal needs bad fragmentation).
+        #expect(failures * 4 <= attempts, "\(failures) of \(attempts) run requests refused")
     }
 }

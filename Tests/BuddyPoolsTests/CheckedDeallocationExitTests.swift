@@ -7,7 +7,7 @@ import Testing
 struct CheckedDeallocationExitTests {
     /// A bad free and what its message must say.
     enum BadFree: String, Codable, Sendable, CaseIterable, CustomTestStringConvertible {
-        case doubleFree, doubleFreeLarge, interior, foreign, wrongPool, wrongSize
+        case doubleFree, doubleFreeLarge, interior, foreign, wrongPool, wrongSize, handleAddress
 
         var expectedText: [String] {
             switch self {
@@ -16,6 +16,7 @@ struct CheckedDeallocationExitTests {
             case .foreign: ["foreign pointer"]
             case .wrongPool: ["wrong pool", "'owner'"]
             case .wrongSize: ["wrong size"]
+            case .handleAddress: ["belongs to movable handle #", "deallocate(handle)"]
             }
         }
 
@@ -48,6 +49,9 @@ struct CheckedDeallocationExitTests {
             case .wrongSize:
                 let block = try! pool.allocate(byteCount: 16384)
                 pool.deallocate(block, byteCount: 4096)
+            case .handleAddress:
+                let handle = try! pool.allocateMovable(byteCount: 4096)
+                pool.deallocate(pool.currentAddress(of: handle)!)
             }
         }
     }
@@ -61,6 +65,17 @@ struct CheckedDeallocationExitTests {
         #expect(text.contains("pool 'victim'"), "\(text)")
         #expect(text.contains("deallocate(0x"), "\(text)")
         for expected in mistake.expectedText { #expect(text.contains(expected), "\(mistake): \(text)") }
+    }
+
+    @Test("validate names the handle that owns a movable block; freeing through the handle is clean")
+    func handleOwnedBlock() throws {
+        let pool = try TestPools.make("handles", capacity: 4 << 20, pageSize: .base)
+        let handle = try pool.allocateMovable(byteCount: 4096)
+        let address = try #require(pool.currentAddress(of: handle))
+        #expect(pool.validate(address) == .ownedByHandle(handle))
+        pool.deallocate(handle)
+        #expect(pool.currentAddress(of: handle) == nil, "the handle is stale once freed")
+        #expect(pool.statistics.usedBytes == 0)
     }
 
     @Test("a correct program exits cleanly (the harness can tell success from failure)")

@@ -14,11 +14,30 @@ struct ConcurrencyTests {
         let tag: UInt64
     }
 
-    @Test("threads allocate, hand blocks to each other and free them; nothing is lost", arguments: [2, 4, 8])
-    func stress(threads: Int) throws {
-        let pool = try TestPools.make("stress", capacity: 128 << 20) { $0.cache.sharding = .perGroup(cpus: 1) }
+    /// Depot sharding of the stress runs, as test arguments.
+    enum Sharding: String, Sendable, CaseIterable {
+        case perCPU, perGroupOf1, perGroupOf2, perNode
+        var value: CacheConfiguration.Sharding {
+            switch self {
+            case .perCPU: .perCPU
+            case .perGroupOf1: .perGroup(cpus: 1)
+            case .perGroupOf2: .perGroup(cpus: 2)
+            case .perNode: .perNode
+            }
+        }
+    }
+
+    @Test("threads allocate, hand blocks to each other and free them; nothing is lost, with every depot sharding",
+          arguments: [(2, Sharding.perGroupOf1), (4, .perGroupOf2), (8, .perNode), (4, .perCPU)])
+    func stress(threads: Int, sharding: Sharding) throws {
+        try Self.stress(threads: threads, sharding: sharding.value)
+    }
+
+    static func stress(threads: Int, sharding: CacheConfiguration.Sharding) throws {
+        let pool = try TestPools.make("stress", capacity: 128 << 20) { $0.cache.sharding = sharding }
         let exchange = Mutex<[Block]>([])
         let corrupted = Atomic<Int>(0)
+        let failures = Atomic<Int>(0)
         let running = Atomic<Int>(threads)
         let operationsPerThread = TestScale.operations(1_200_000) / threads
         runThreads(threads + 1) { index in
@@ -35,10 +54,13 @@ struct ConcurrencyTests {
             var mine: [Block] = []
             for step in 0..<operationsPerThread {
                 let choice = random.next() % 10
-                if choice < 5 || mine.isEmpty {
+                if (choice < 5 && mine.count < 128) || mine.isEmpty {
                     let size = 16 << Int(random.next() % 15)  // 16 B ... 256 KiB
                     let mobility: Mobility = random.next() % 8 == 0 ? .movable : .unmovable
-                    guard let pointer = try? pool.allocate(byteCount: size, mobility: mobility) else { continue }
+                    guard let pointer = try? pool.allocate(byteCount: size, mobility: mobility) else {
+                        failures.add(1, ordering: .relaxed)
+                        continue
+                    }
                     let tag = UInt64(index) << 48 | UInt64(step)
                     pointer.storeBytes(of: tag, as: UInt64.self)
                     let block = Block(address: UInt(bitPattern: pointer), size: size, tag: tag)
@@ -66,6 +88,10 @@ struct ConcurrencyTests {
             pool.deallocate(pointer)
         }
         #expect(corrupted.load(ordering: .relaxed) == 0, "a block was handed out twice or overlapped")
+        // No allocation may fail: a thread holds at most 128 blocks of its own (sizes uniform in
+        // log scale, 16 B ... 256 KiB, 35 KiB on average: about 4.5 MiB, 32 MiB at the very worst)
+        // plus its share of the exchange, so 8 threads stay far below the 128 MiB pool.
+        #expect(failures.load(ordering: .relaxed) == 0, "\(failures.load(ordering: .relaxed)) allocations failed")
         pool.drainCaches()
         try pool.checkInvariants()
         let stats = pool.statistics

@@ -3,18 +3,11 @@ import Testing
 
 @Suite("Lending superblocks by priority")
 struct LendingTests {
-    /// Allocates 2 MiB blocks until the pool says exhausted.
-    func fill(_ pool: MemoryPool) -> [UnsafeMutableRawPointer] {
-        var blocks: [UnsafeMutableRawPointer] = []
-        while let block = try? pool.allocate(byteCount: 2 << 20) { blocks.append(block) }
-        return blocks
-    }
-
     @Test("a higher-priority pool borrows up to its max; the lender keeps its min; loans come back")
     func borrowAndReturn() throws {
         let set = try PoolSet(environment: ["BUDDYPOOLS": "hi:size=4M,priority=10,max=16M,page=4K;lo:size=16M,priority=1,min=4M,page=4K"])
         let hi = try #require(set["hi"]), lo = try #require(set["lo"])
-        let blocks = fill(hi)
+        let blocks = TestPools.fillWithSuperblocks(hi)
         #expect(blocks.count == 8, "4 MiB own + 12 MiB borrowed = its 16 MiB max")
         var stats = hi.statistics
         #expect(stats.borrowedBytes == 12 << 20)
@@ -42,16 +35,17 @@ struct LendingTests {
     func recall() throws {
         let set = try PoolSet(environment: ["BUDDYPOOLS": "hi:size=4M,priority=10,page=4K;lo:size=8M,priority=1,page=4K"])
         let hi = try #require(set["hi"]), lo = try #require(set["lo"])
-        let blocks = fill(hi)
+        let blocks = TestPools.fillWithSuperblocks(hi)
         #expect(blocks.count == 6, "hi took all of lo (no min)")
         let borrowed = blocks.filter { block in lo.regions.contains { $0.addressRange.contains(UInt(bitPattern: block)) } }
         #expect(borrowed.count == 4)
         // hi frees the borrowed blocks but keeps its own two busy, so it has no reason to give them back yet.
         for block in borrowed { hi.deallocate(block) }
         // lo now needs its memory: it must get loans back instead of failing.
-        let mine = fill(lo)
-        #expect(mine.count >= 2, "lo got superblocks back from hi")
-        #expect(lo.statistics.managedBytes >= 4 << 20)
+        let mine = TestPools.fillWithSuperblocks(lo)
+        #expect(mine.count == 4, "lo got all four free loans back from hi")
+        #expect(lo.statistics.managedBytes == 8 << 20)
+        #expect(hi.statistics.borrowedBytes == 0)
         for block in mine { lo.deallocate(block) }
         for block in blocks where !borrowed.contains(block) { hi.deallocate(block) }
         hi.drainCaches()
@@ -65,7 +59,7 @@ struct LendingTests {
     func equalPriorities() throws {
         let set = try PoolSet(environment: ["BUDDYPOOLS": "a:size=4M,priority=3,page=4K;b:size=8M,priority=3,page=4K"])
         let a = try #require(set["a"])
-        #expect(fill(a).count == 2)
+        #expect(TestPools.fillWithSuperblocks(a).count == 2)
         #expect(a.statistics.borrowedBytes == 0)
         #expect(set["b"]!.statistics.lentBytes == 0)
     }
@@ -74,7 +68,7 @@ struct LendingTests {
     func wrongPoolAcrossLoans() throws {
         let set = try PoolSet(environment: ["BUDDYPOOLS": "hi:size=2M,priority=10,page=4K;lo:size=4M,priority=1,page=4K"])
         let hi = try #require(set["hi"]), lo = try #require(set["lo"])
-        let blocks = fill(hi)
+        let blocks = TestPools.fillWithSuperblocks(hi)
         let borrowed = try #require(blocks.first { block in lo.regions.contains { $0.addressRange.contains(UInt(bitPattern: block)) } })
         #expect(lo.validate(borrowed) == .wrongPool(owner: "hi (a superblock this pool lent)"))
         #expect(hi.validate(borrowed) == nil)

@@ -114,3 +114,4 @@ struct MemoryPoolTests {
 extension Int {
     var nextPowerOfTwo: Int { self <= 1 ? 1 : 1 << (Int.bitWidth - (self - 1).leadingZeroBitCount) }
 }
+

@@ -1,3 +1,5 @@
+import Glibc
+
 /// A small deterministic generator so a failing seed can be replayed.
 package struct SplitMix64: RandomNumberGenerator {
     private var state: UInt64
@@ -16,11 +18,15 @@ package struct SplitMix64: RandomNumberGenerator {
 /// How many operations randomized suites run: the full count in release builds (as CI runs
 /// them), a tenth in debug builds so a developer's `swift test` stays quick.
 package enum TestScale {
-    #if DEBUG
-    package static let factor = 0.1
-    #else
-    package static let factor = 1.0
-    #endif
+    /// BUDDYPOOLS_TEST_SCALE overrides (the NUMA guests, whose emulated CPUs are slow, run less).
+    package static let factor: Double = {
+        if let text = getenv("BUDDYPOOLS_TEST_SCALE").map({ String(cString: $0) }), let value = Double(text), value > 0 { return value }
+        #if DEBUG
+        return 0.1
+        #else
+        return 1.0
+        #endif
+    }()
 
     package static func operations(_ full: Int) -> Int { max(1, Int(Double(full) * factor)) }
 }

@@ -10,6 +10,7 @@ package enum PlacementCalls {
         guard !pages.isEmpty else { return .success([]) }
         let detail = "query \(pages.count) pages"
         if let code = SystemCallFaults.injected(.movePages) { return .failure(.call(.movePages, detail, errno: code)) }
+        if let node = SystemCallFaults.reportedNode() { return .success([Int32](repeating: node, count: pages.count)) }
         var addresses: [UnsafeMutableRawPointer?] = pages.map { UnsafeMutableRawPointer(mutating: $0) }
         var status = [Int32](repeating: -1, count: pages.count)
         let result = addresses.withUnsafeMutableBufferPointer { pointers in

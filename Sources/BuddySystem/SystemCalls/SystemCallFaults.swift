@@ -23,6 +23,8 @@ package enum SystemCallFaults {
         let errno: Int32
         var remaining: Int
         var outcome = Outcome()
+        /// move_pages in query mode reports every page on this node instead (errno unused).
+        var reportedNode: Int32?
     }
 
     /// Scopes by thread (pthread_self); a test's body runs synchronously on one thread.
@@ -48,6 +50,31 @@ package enum SystemCallFaults {
         scopes.locked { $0[UInt(pthread_self())]?.outcome.netMappedBytes ?? 0 }
     }
 
+    /// Runs `body` with move_pages queries made on this thread reporting every page on `node`:
+    /// a pool's placement check sees its memory somewhere it was not bound to.
+    package static func reportingNode<R>(_ node: Int32, _ body: () -> R) -> (R, Outcome) {
+        let thread = UInt(pthread_self())
+        scopes.locked { $0[thread] = Scope(call: .movePages, advice: nil, errno: 0, remaining: .max, reportedNode: node) }
+        armed.add(1, ordering: .relaxed)
+        let result = body()
+        armed.subtract(1, ordering: .relaxed)
+        let outcome = scopes.locked { $0.removeValue(forKey: thread)?.outcome ?? Outcome() }
+        return (result, outcome)
+    }
+
+    /// The node an armed test wants move_pages queries on this thread to report, or nil.
+    @inline(__always)
+    static func reportedNode() -> Int32? {
+        guard armed.load(ordering: .relaxed) != 0 else { return nil }
+        let thread = UInt(pthread_self())
+        return scopes.locked { scopes -> Int32? in
+            guard var scope = scopes[thread], let node = scope.reportedNode else { return nil }
+            scope.outcome.fired += 1
+            scopes[thread] = scope
+            return node
+        }
+    }
+
     /// The errno an armed test wants `call` to fail with on this thread, or nil.
     @inline(__always)
     static func injected(_ call: SystemCall, advice: MemoryAdvice? = nil) -> Int32? {
@@ -59,7 +86,7 @@ package enum SystemCallFaults {
     private static func injectedSlowly(_ call: SystemCall, advice: MemoryAdvice?) -> Int32? {
         let thread = UInt(pthread_self())
         return scopes.locked { scopes -> Int32? in
-            guard var scope = scopes[thread], scope.call == call, scope.remaining > 0,
+            guard var scope = scopes[thread], scope.reportedNode == nil, scope.call == call, scope.remaining > 0,
                   scope.advice == nil || scope.advice == advice
             else { return nil }
             scope.remaining -= 1

@@ -6,7 +6,7 @@ import Testing
 /// scripts/numa-vm-tests); nil on the host, where the NUMA VM suites are disabled and run
 /// instead inside the guests that CI boots.
 enum NUMAVMGuest: String {
-    /// Two nodes of 768 MiB with one CPU each and 64 2 MiB hugepages on each.
+    /// Node 0: 2304 MiB with one 1 GiB hugepage; node 1: 768 MiB; one CPU and 64 2 MiB hugepages each.
     case twoNode = "two-node"
     /// Node 0 and 1: 768 MiB, 1 CPU, 32 hugepages each; node 2: memory-less with one CPU;
     /// node 3: 512 MiB, no CPU, no hugepages, far (distance 40 from 0, 30 from 1).

@@ -11,4 +11,11 @@ enum TestPools {
         configure(&configuration)
         return try MemoryPool(configuration: configuration)
     }
+
+    /// Allocates 2 MiB blocks (one superblock each) until the pool says exhausted.
+    static func fillWithSuperblocks(_ pool: MemoryPool) -> [UnsafeMutableRawPointer] {
+        var blocks: [UnsafeMutableRawPointer] = []
+        while let block = try? pool.allocate(byteCount: 2 << 20) { blocks.append(block) }
+        return blocks
+    }
 }

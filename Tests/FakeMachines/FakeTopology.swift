@@ -1,9 +1,9 @@
-import BuddyPools
+import BuddySystem
 
 /// A four-node machine for configuration tests: node 2 is memory-less, node 3 is CPU-less
 /// and outside the cpuset; CPU 4 exists but the process may not run on it.
-enum FakeTopology {
-    static let machine = NUMATopology(
+package enum FakeTopology {
+    package static let machine = NUMATopology(
         nodes: [
             NUMANode(id: 0, cpus: [0, 1], totalBytes: 8 << 30, freeBytes: 6 << 30,
                      hugepages: [HugepageCounts(pageSize: .huge2M, total: 512, free: 512), HugepageCounts(pageSize: .huge1G, total: 0, free: 0)]),

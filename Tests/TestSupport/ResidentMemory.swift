@@ -1,0 +1,35 @@
+import Foundation
+
+/// What the kernel says is resident, read by the tests themselves from /proc (not through the
+/// library they check): smaps' Rss and hugetlb lines for an address range, and the hugepage
+/// pool's free count.
+package enum ResidentMemory {
+    /// Resident bytes of the mappings that overlap `range`: Rss plus Private_Hugetlb and
+    /// Shared_Hugetlb (smaps counts hugetlb pages apart from Rss).
+    package static func bytes(in range: Range<UInt>) -> Int {
+        // /proc files say they are empty: read until the end, not by their size.
+        guard let data = FileHandle(forReadingAtPath: "/proc/self/smaps")?.readDataToEndOfFile() else { return -1 }
+        let text = String(decoding: data, as: UTF8.self)
+        var inRange = false
+        var total = 0
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard let first = fields.first else { continue }
+            if first.contains("-"), let dash = first.firstIndex(of: "-"),
+               let start = UInt(first[..<dash], radix: 16), let end = UInt(first[first.index(after: dash)...], radix: 16) {
+                inRange = start < range.upperBound && end > range.lowerBound
+                continue
+            }
+            guard inRange, fields.count >= 2, let kilobytes = Int(fields[1]) else { continue }
+            if first == "Rss:" || first == "Private_Hugetlb:" || first == "Shared_Hugetlb:" { total += kilobytes * 1024 }
+        }
+        return total
+    }
+
+    /// Free 2 MiB hugepages of the system's pool (free_hugepages), or 0 when unknown.
+    package static var free2MHugepages: Int {
+        let path = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
+        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+}
