@@ -31,10 +31,12 @@ let package = Package(
         .target(name: "BuddySystem", dependencies: ["BuddyCore", "CNuma"]),
         // Per-thread magazines and per-CPU depots in front of a pool, and the fast path they serve.
         .target(name: "BuddyCaches", dependencies: ["BuddyCore", "BuddySystem"]),
+        // Objects below a page: size classes, slabs on buddy blocks with out-of-band bitmaps, per-thread heaps.
+        .target(name: "BuddySlabs", dependencies: ["BuddyCore", "BuddySystem"]),
         // PoolConfiguration and the BUDDYPOOLS grammar that fills it: plain values for the pools.
         .target(name: "BuddyConfig", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches"]),
         // MemoryPool and PoolSet: creation, allocation, checked frees, lending, reclaim, statistics.
-        .target(name: "MemoryPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddyConfig"]),
+        .target(name: "MemoryPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddySlabs", "BuddyConfig"]),
         // The umbrella users import: re-exports the layers' public names.
         .target(name: "BuddyPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddyConfig", "MemoryPools"]),
         // Optional adapters: pool gauges and counters for swift-metrics, diagnostics for swift-log.

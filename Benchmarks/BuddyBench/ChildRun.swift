@@ -45,6 +45,8 @@ struct ChildRun {
         switch scenario {
         case .fixed4K, .fixed4KAligned, .fixed4K2, .fixed64K, .fixed64KAligned, .fixed2M, .fixed16M: return fixed(scenario)
         case .mixed1, .mixed2: return mixed(scenario)
+        case .small1, .small2: return small(threads: scenario == .small2 ? 2 : 1, scenario)
+        case .smallCrossThread: return smallCrossThread()
         case .scaling: return scaling()
         case .footprint: return FootprintExperiment(node: localNode).run()
         case .gups: return gups()
@@ -185,6 +187,51 @@ struct ChildRun {
         return (outcome ?? nil, note, null ?? nil)
     }
 
+    /// small-1t on `threads` threads, each its own 1024 objects.
+    private func small(threads: Int, _ scenario: Scenario) -> ScenarioResult {
+        let live = 1024
+        let cpus = topology.allowedCPUs.map { $0 }
+        guard threads <= cpus.count else { return result(scenario, .skipped, "needs \(threads) CPUs") }
+        let duration = settings.duration, seed = settings.seed
+        let (outcome, note, null) = withAllocators(capacity: 64 << 20, maxSize: 1024, slots: live + 1, threads: threads) { set -> [LoopMeasurement]? in
+            let results = ResultBox<LoopMeasurement>(count: threads)
+            runOnThreads(threads) { index in
+                _ = cbench_pin_to_cpu(Int32(threads == 1 ? localCPU : cpus[index % cpus.count]))
+                results.set(index, set.visit(thread: index, SmallTask(live: live, duration: duration, seed: seed &+ UInt64(index))))
+            }
+            let all = results.values
+            return all.count == threads ? all : nil
+        }
+        guard let measured = outcome ?? nil else { return result(scenario, .failed, note ?? "allocation failed") }
+        var summary = summarize(scenario, measured, note: note)
+        if let null = null ?? nil { summary.metrics["null_same_process_ns"] = wallNanoseconds(null) }
+        return summary
+    }
+
+    /// small-xthread: a producer thread allocates, a consumer thread frees.
+    private func smallCrossThread() -> ScenarioResult {
+        let cpus = topology.allowedCPUs.map { $0 }
+        guard cpus.count >= 2 else { return result(.smallCrossThread, .skipped, "needs 2 CPUs") }
+        let duration = settings.duration, seed = settings.seed
+        let (outcome, note, _) = withAllocators(capacity: 64 << 20, maxSize: 1024, slots: 2, threads: 2) { set -> LoopMeasurement? in
+            // The null allocator serves one thread only: it has no cross-thread figure.
+            if case .null = set { return nil }
+            let ring = ObjectRing()
+            let results = ResultBox<LoopMeasurement>(count: 1)
+            runOnThreads(2) { index in
+                _ = cbench_pin_to_cpu(Int32(cpus[index % cpus.count]))
+                if index == 0 {
+                    _ = set.visit(thread: 0, ProducerTask(ring: ring, seed: seed))
+                } else {
+                    results.set(0, set.visit(thread: 0, ConsumerTask(ring: ring, duration: duration)))
+                }
+            }
+            return results.values.first
+        }
+        guard let measured = outcome ?? nil else { return result(.smallCrossThread, .failed, note ?? "allocation failed") }
+        return summarize(.smallCrossThread, [measured], note: note)
+    }
+
     /// fixed-4K and mixed on 1 ... N threads: throughput at each count over throughput on one.
     private func scaling() -> ScenarioResult {
         let counts = Array(1...max(1, topology.allowedCPUs.count))
@@ -318,6 +365,23 @@ struct MixedTask: AllocatorTask {
     func run<A: BenchAllocator>(_ allocator: A) -> (LoopMeasurement, LatencySummary?)? {
         Workloads.mixed(allocator, live: live, duration: duration, seed: seed, tails: tails)
     }
+}
+
+struct SmallTask: AllocatorTask {
+    let live: Int, duration: Double, seed: UInt64
+    func run<A: BenchAllocator>(_ allocator: A) -> LoopMeasurement? {
+        Workloads.smallObjects(allocator, live: live, duration: duration, seed: seed)
+    }
+}
+
+struct ProducerTask: AllocatorTask {
+    let ring: ObjectRing, seed: UInt64
+    func run<A: BenchAllocator>(_ allocator: A) -> Int { Workloads.produce(allocator, into: ring, seed: seed) }
+}
+
+struct ConsumerTask: AllocatorTask {
+    let ring: ObjectRing, duration: Double
+    func run<A: BenchAllocator>(_ allocator: A) -> LoopMeasurement? { Workloads.consume(allocator, from: ring, duration: duration) }
 }
 
 /// The allocators of one scenario run: one shared, or one per thread (the null allocator).

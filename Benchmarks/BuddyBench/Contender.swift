@@ -60,6 +60,9 @@ enum Scenario: String, CaseIterable, Codable, Sendable {
     case fixed16M = "fixed-16M"
     case mixed1 = "mixed-1t"
     case mixed2 = "mixed-2t"
+    case small1 = "small-1t"
+    case smallCrossThread = "small-xthread"
+    case small2 = "small-2t"
     case scaling
     case gups
     case numa
@@ -78,6 +81,12 @@ enum Scenario: String, CaseIterable, Codable, Sendable {
             "1024 live blocks, log-uniform 4 KiB..4 MiB, random replacement, first and last byte touched; 1 thread; the pool's default configuration; tails from a second, timed pass"
         case .mixed2:
             "the mixed workload on 2 threads at once (each its own 1024 blocks); ns/op is wall time over both threads' ops"
+        case .small1:
+            "1024 live objects of random sizes 16 B..1 KiB, free a random one + allocate one (first byte written); 1 thread"
+        case .smallCrossThread:
+            "one thread allocates objects of 16 B..1 KiB into a ring, another frees them; ns per object (the consumer's clock)"
+        case .small2:
+            "small-1t on 2 threads at once, each its own objects; ns/op is wall time over both threads' pairs"
         case .scaling:
             "fixed-4K and mixed on 1 ... N threads (N: the CPUs allowed), throughput relative to 1 thread"
         case .footprint:
@@ -111,7 +120,8 @@ enum Scenario: String, CaseIterable, Codable, Sendable {
 
     func applies(to contender: Contender) -> Bool {
         switch self {
-        case .fixed4K, .fixed4KAligned, .fixed4K2, .fixed64K, .fixed64KAligned, .fixed2M, .fixed16M, .mixed1, .mixed2, .scaling: true
+        case .fixed4K, .fixed4KAligned, .fixed4K2, .fixed64K, .fixed64KAligned, .fixed2M, .fixed16M, .mixed1, .mixed2, .scaling, .small1, .small2: true
+        case .smallCrossThread: contender != .null
         case .gups: contender != .null && contender != .numaAllocOnnode && contender != .memkindRegular && contender != .buddypoolsNocache
         case .numa: contender != .null && contender != .memkindHugetlb && contender != .buddypoolsNocache
         case .churn, .footprint: contender == .buddypools

@@ -72,6 +72,23 @@ enum Targets {
             measured: mixedScaling.map { String(format: "%.2fx (null %@)", $0, nullScaling.map { String(format: "%.2fx", $0) } ?? "?") } ?? "not measured",
             met: mixedScaling.flatMap { mine in nullScaling.map { mine >= $0 * 0.9 } }))
 
+        // Objects below a page (issue 14).
+        for scenario in [Scenario.small1, .smallCrossThread] {
+            let row = value(scenario, .buddypools)
+            checks.append(TargetCheck(
+                name: "\(scenario.rawValue) vs the best peer", goal: "at or below the best peer",
+                measured: row?.ratioToBestPeer.map { String(format: "%.2fx (%.1f ns)", $0, row?.nanosecondsPerOperation ?? 0) } ?? "not measured",
+                met: row?.ratioToBestPeer.map { $0 <= 1.0 }))
+        }
+        let smallOne = ns(.small1, .buddypools), smallTwo = ns(.small2, .buddypools)
+        let smallNullOne = ns(.small1, .null), smallNullTwo = ns(.small2, .null)
+        let smallScaling = smallOne.flatMap { one in smallTwo.map { one / $0 } }
+        let smallNullScaling = smallNullOne.flatMap { one in smallNullTwo.map { one / $0 } }
+        checks.append(TargetCheck(
+            name: "small: 2 threads vs 1 (throughput)", goal: "within 10% of the null allocator's scaling",
+            measured: smallScaling.map { String(format: "%.2fx (null %@)", $0, smallNullScaling.map { String(format: "%.2fx", $0) } ?? "?") } ?? "not measured",
+            met: smallScaling.flatMap { mine in smallNullScaling.map { mine >= $0 * 0.9 } }))
+
         // The uncached path: the pool lock alone.
         let nocache = value(.scaling, .buddypoolsNocache)
         let nocacheOne = nocache?.metrics["fixed-4K_1t_ns"], nocacheTwo = nocache?.metrics["fixed-4K_2t_ns"]

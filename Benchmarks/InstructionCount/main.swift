@@ -11,7 +11,9 @@ import Glibc
 //   buddypools-count SCENARIO PAIRS
 //
 // SCENARIO: 4K (alignment 16), 4K-aligned (alignment 4096), 64K, 64K-aligned, 2M, 16M (4096),
-// 4K-nocache (4K on a pool with its caches off: the pool lock's path).
+// 4K-nocache (4K on a pool with its caches off: the pool lock's path); objects below a page:
+// 24 (24 bytes, alignment 16) and small (sizes 16 B ... 1 KiB from an inline xorshift, as
+// buddypools-bench's small-1t draws them).
 
 /// Keeps the optimizer from proving the pointer unused.
 @inline(never)
@@ -40,6 +42,18 @@ func replaceLoop(_ pool: MemoryPool, pairs: Int, _ allocate: (MemoryPool) -> Uns
     return true
 }
 
+/// Random sizes of 16 B ... 1 KiB from an inline xorshift.
+@inline(__always)
+func smallLoop(_ pool: MemoryPool, pairs: Int) -> Bool {
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    return replaceLoop(pool, pairs: pairs) { pool in
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return try? pool.allocate(byteCount: 16 + Int(truncatingIfNeeded: state % 1009))
+    }
+}
+
 @inline(never)
 func run(_ scenario: String, pool: MemoryPool, pairs: Int) -> Bool? {
     switch scenario {
@@ -50,13 +64,15 @@ func run(_ scenario: String, pool: MemoryPool, pairs: Int) -> Bool? {
     case "2M": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 2 << 20) }
     case "16M": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 16 << 20, alignment: 4096) }
     case "4K-nocache": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 4 << 10) }
+    case "24": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 24) }
+    case "small": smallLoop(pool, pairs: pairs)
     default: nil
     }
 }
 
 let arguments = CommandLine.arguments
 guard arguments.count == 3, let pairs = Int(arguments[2]), pairs > 0 else {
-    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M|4K-nocache PAIRS")
+    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M|4K-nocache|24|small PAIRS")
     exit(2)
 }
 // The default configuration except the size (enough for 80 blocks of the largest scenario) and

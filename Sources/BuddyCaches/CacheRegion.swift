@@ -24,4 +24,9 @@ package protocol CacheBackend: AnyObject, Sendable {
     func refillCache(order: Int, into: UnsafeMutablePointer<CachedBlock>, count: Int) -> Int
     /// Frees `count` cached blocks of `order` back to the buddy allocator.
     func releaseCached(order: Int, from: UnsafeMutablePointer<CachedBlock>, count: Int)
+    /// Empties a thread's object heap (`ThreadCache.objectHeap`): its empty slabs go back to the
+    /// buddy allocator; with `retiring` (the thread exits) the rest are handed to the pool and the
+    /// heap is freed. Caller holds the cache exclusively. Returns the bytes freed. Allocates
+    /// nothing unless retiring (draining runs on the exhaustion path).
+    func drainObjectHeap(_ heap: UnsafeMutableRawPointer, retiring: Bool) -> Int
 }

@@ -412,7 +412,13 @@ package final class PoolCaches: @unchecked Sendable {
         threadCaches.locked { list in
             list.caches.removeAll { $0.cache == cache }
             list.grantedBytes -= cache.pointee.grantBytes.load(ordering: .relaxed)
-            cache.pointee.lock.locked { _ -> Void in flushMagazines(of: cache, backend: backend) }
+            cache.pointee.lock.locked { _ -> Void in
+                flushMagazines(of: cache, backend: backend)
+                if let heap = cache.pointee.objectHeap {
+                    _ = backend.drainObjectHeap(heap, retiring: true)
+                    cache.pointee.objectHeap = nil
+                }
+            }
         }
         retiredAllocations.add(cache.pointee.allocations.load(ordering: .relaxed), ordering: .relaxed)
         ThreadCache.destroy(cache)
@@ -430,6 +436,7 @@ package final class PoolCaches: @unchecked Sendable {
             backend.releaseCached(order: order, from: magazine.pointee.entries, count: held)
             magazine.pointee.count.store(0, ordering: .relaxed)
         }
+        if let heap = cache.pointee.objectHeap { freed += backend.drainObjectHeap(heap, retiring: false) }
         return freed
     }
 

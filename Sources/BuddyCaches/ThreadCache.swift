@@ -35,9 +35,17 @@ package struct ThreadCache: ~Copyable {
     package let grantBytes: Atomic<Int>
     /// The mapping holding this structure, released when the cache is freed.
     let storage: Unmanaged<MetadataBuffer>
+    /// The thread's slab heap for this pool (the object layer's), made on its first small
+    /// allocation; reached and changed under the same protocol as the magazines.
+    @usableFromInline package var objectHeap: UnsafeMutableRawPointer?
+    /// Zeroed bytes in the cache's own mapping where the object layer builds that heap, so it
+    /// goes away with the cache (also when the pool is gone first).
+    package let objectHeapStorage: UnsafeMutableRawPointer
+    /// Bytes reserved for the object heap.
+    package static let objectHeapReserve = 2048
 
     init(token: UInt64, magazines: UnsafeMutablePointer<Magazine>, orderCount: Int, cacheIndex: Int, grantBytes: Int,
-         epoch: Int, storage: Unmanaged<MetadataBuffer>) {
+         epoch: Int, storage: Unmanaged<MetadataBuffer>, objectHeapStorage: UnsafeMutableRawPointer) {
         self.token = token
         inUse = Atomic(0)
         drainRequested = Atomic(0)
@@ -49,6 +57,8 @@ package struct ThreadCache: ~Copyable {
         self.cacheIndex = cacheIndex
         self.grantBytes = Atomic(grantBytes)
         self.storage = storage
+        objectHeap = nil
+        self.objectHeapStorage = objectHeapStorage
     }
 
     /// The calling thread's cache at `cacheIndex` of its TLS root, if it belongs to the pool
@@ -82,7 +92,7 @@ package struct ThreadCache: ~Copyable {
     ) -> UnsafeMutablePointer<ThreadCache>? {
         let orderCount = sizes.capacities.count
         let bytes = magazinesOffset + orderCount * MemoryLayout<Magazine>.stride
-            + sizes.entryCount * MemoryLayout<CachedBlock>.stride + 256
+            + sizes.entryCount * MemoryLayout<CachedBlock>.stride + objectHeapReserve + 320
         guard let buffer = try? MetadataBuffer(byteCount: bytes, nodes: nodes, locked: locked, label: "thread cache") else {
             return nil
         }
@@ -99,9 +109,10 @@ package struct ThreadCache: ~Copyable {
             (magazines + order).initialize(to: Magazine(
                 capacity: sizes.capacities[order], blockBytes: geometry.blockSize(order: order), entries: entries))
         }
+        let objectHeapStorage = buffer.slice(offset: &offset, byteCount: objectHeapReserve)
         header.initialize(to: ThreadCache(
             token: token, magazines: magazines, orderCount: orderCount, cacheIndex: cacheIndex, grantBytes: grantBytes,
-            epoch: epoch, storage: Unmanaged.passRetained(buffer)))
+            epoch: epoch, storage: Unmanaged.passRetained(buffer), objectHeapStorage: objectHeapStorage))
         return header
     }
 

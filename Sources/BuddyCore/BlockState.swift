@@ -12,8 +12,8 @@ public struct BlockState: Equatable, Sendable, CustomStringConvertible {
 
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
-    /// The high nibble of a head. Values 9-15 are spare: the layers above (slabs, zeroing)
-    /// take theirs from here, so no two layers read one value two ways.
+    /// The high nibble of a head. Values 11-15 are spare: the layers above take theirs from
+    /// here, so no two layers read one value two ways.
     @frozen
     public enum Tag: UInt8, Sendable {
         /// 0 with order 0: not a head (a byte inside a larger block, free or allocated).
@@ -31,6 +31,12 @@ public struct BlockState: Equatable, Sendable, CustomStringConvertible {
         case raisedReclaimable = 7
         /// Allocated from the buddy's view, sitting in a per-thread or per-CPU cache.
         case cached = 8
+        /// Allocated from the buddy's view (unmovable), carved into objects by the slab layer. The
+        /// low nibble is the slab's order.
+        case slab = 9
+        /// Every other minimum block of a slab, with the slab's order, so any address inside a
+        /// slab finds its head by masking (a plain interior byte could not say how far).
+        case slabInterior = 10
 
         /// The tag of an allocated block of a mobility class (0...2).
         @inlinable
@@ -64,6 +70,10 @@ public struct BlockState: Equatable, Sendable, CustomStringConvertible {
         case allocated(mobilityClass: Int, alignmentRaised: Bool)
         /// Allocated from the buddy's view but sitting in a per-thread or per-CPU cache.
         case cached
+        /// A slab's head (allocated, unmovable, from the buddy's view).
+        case slab
+        /// A minimum block inside a slab, past its head.
+        case slabInterior
         /// A byte value no code writes: memory corruption or a bug.
         case invalid
     }
@@ -96,6 +106,8 @@ public struct BlockState: Equatable, Sendable, CustomStringConvertible {
         case .raisedUnmovable, .raisedMovable, .raisedReclaimable:
             .allocated(mobilityClass: Int(rawValue >> 4) - Int(Tag.raisedUnmovable.rawValue), alignmentRaised: true)
         case .cached: .cached
+        case .slab: .slab
+        case .slabInterior: .slabInterior
         case nil: .invalid
         }
     }
@@ -111,6 +123,8 @@ public struct BlockState: Equatable, Sendable, CustomStringConvertible {
         case .free: "free(order \(order))"
         case .allocated(let mobility, let raised): "allocated(order \(order), class \(mobility)\(raised ? ", alignment-raised" : ""))"
         case .cached: "cached(order \(order))"
+        case .slab: "slab(order \(order))"
+        case .slabInterior: "inside a slab of order \(order)"
         case .invalid: "invalid(0x\(String(rawValue, radix: 16)))"
         }
     }

@@ -884,13 +884,15 @@ public final class BuddyArena {
         while offset < geometry.blocksPerSuperblock {
             let value = BlockState(rawValue: state(slot: slot, offset: offset).pointee.load(ordering: .relaxed))
             let order = value.order
-            guard value.kind != .interior, value.kind != .invalid else {
+            guard value.kind != .interior, value.kind != .invalid, value.kind != .slabInterior else {
                 throw BuddyInvariantViolation("slot \(slot) offset \(offset): expected a block head, found \(value)")
             }
             guard offset & ((1 &<< order) - 1) == 0, offset + (1 &<< order) <= geometry.blocksPerSuperblock else {
                 throw BuddyInvariantViolation("slot \(slot) offset \(offset): \(value) is not aligned to its order")
             }
-            for inner in (offset + 1)..<(offset + (1 &<< order)) where state(slot: slot, offset: inner).pointee.load(ordering: .relaxed) != 0 {
+            // Inside a block every byte is interior; inside a slab each says the slab's order.
+            let inside = value.kind == .slab ? BlockState.Tag.slabInterior.byte(order: order) : BlockState.interior.rawValue
+            for inner in (offset + 1)..<(offset + (1 &<< order)) where state(slot: slot, offset: inner).pointee.load(ordering: .relaxed) != inside {
                 throw BuddyInvariantViolation("slot \(slot) offset \(inner): head inside block at \(offset) (\(value)): overlap")
             }
             let bitIndex = (slot &<< (maxOrder - order)) | (offset &>> order)

@@ -1,6 +1,7 @@
 import BuddyCaches
 import BuddyConfig
 import BuddyCore
+import BuddySlabs
 import BuddySystem
 import Synchronization
 
@@ -24,6 +25,8 @@ final class ManagedRegion: @unchecked Sendable {
     let states: UnsafeMutablePointer<Atomic<UInt8>>
     /// Pool id owning each superblock; 0 while a superblock is between owners.
     let owners: UnsafeMutablePointer<Atomic<UInt32>>
+    /// Slab descriptors of the superblocks that hold objects, whichever pool owns them now.
+    let slabTables: SlabTables
 
     init(region: Region, geometry: BuddyGeometry, homePoolID: UInt32) throws(SystemError) {
         self.region = region
@@ -43,6 +46,8 @@ final class ManagedRegion: @unchecked Sendable {
         for index in 0..<stateCount { (states + index).initialize(to: Atomic(0)) }
         owners = ownerMemory.bindMemory(to: Atomic<UInt32>.self, capacity: superblockCount)
         for index in 0..<superblockCount { (owners + index).initialize(to: Atomic(homePoolID)) }
+        slabTables = SlabTables(superblockCount: superblockCount, superblockShift: geometry.superblockShift, nodes: region.nodes,
+                                locked: region.isLocked, label: region.label)
         superblockNodes = Self.sampleNodes(base: base, superblockCount: superblockCount, geometry: geometry)
     }
 

@@ -26,7 +26,9 @@ extension MemoryPool {
     public func allocate(
         byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
     ) throws(PoolError) -> UnsafeMutableRawPointer {
-        if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+        if isObjectRequest(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+            if let object = cachedObject(byteCount: byteCount, alignment: alignment) { return object }
+        } else if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
             return cached
         }
         return try allocateOutOfLine(byteCount: byteCount, alignment: alignment, mobility: mobility, file: file, line: line)
@@ -39,7 +41,7 @@ extension MemoryPool {
     func allocateOutOfLine(
         byteCount: Int, alignment: Int, mobility: Mobility, file: StaticString, line: UInt
     ) throws(PoolError) -> UnsafeMutableRawPointer {
-        try tryAllocate(byteCount: byteCount, alignment: alignment, mobility: mobility, file: file, line: line).get()
+        try allocationResult(byteCount: byteCount, alignment: alignment, mobility: mobility, file: file, line: line).get()
     }
 
     /// `allocate` without the Swift error machinery: a failure is returned, not thrown, so no
@@ -47,9 +49,21 @@ extension MemoryPool {
     public func tryAllocate(
         byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
     ) -> Result<UnsafeMutableRawPointer, PoolError> {
+        allocationResult(byteCount: byteCount, alignment: alignment, mobility: mobility, file: file, line: line)
+    }
+
+    /// The body of `tryAllocate`, inlined into it and into `allocateOutOfLine` (a call between
+    /// them passed the large Result through memory: 36 instructions of a 2 MiB pair, callgrind).
+    @inline(__always)
+    private func allocationResult(
+        byteCount: Int, alignment: Int, mobility: Mobility, file: StaticString, line: UInt
+    ) -> Result<UnsafeMutableRawPointer, PoolError> {
         let result: Result<UnsafeMutableRawPointer, PoolError>
         var knownZero = false
-        if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+        if isObjectRequest(byteCount: byteCount, alignment: alignment, mobility: mobility),
+           let object = objectAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+            result = object
+        } else if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
             result = .success(cached)
         } else {
             result = allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility, knownZero: &knownZero)
@@ -254,7 +268,8 @@ extension MemoryPool {
         /// Built once: `allCases` would allocate a new array on every exhaustion.
         static let inOrder: [PressureStep] = [.drainLocalCaches, .drainThreadCaches, .recallLoans, .borrow, .reclaim]
 
-        /// Empty this thread's magazines and the depots.
+        /// Empty this thread's magazines, the depots and the empty slabs this thread and the
+        /// shared object heap keep.
         case drainLocalCaches
         /// Empty other threads' magazines (membarrier per thread holding blocks).
         case drainThreadCaches
@@ -282,7 +297,8 @@ extension MemoryPool {
     private func relieve(_ step: PressureStep, superblocksNeeded: Int, byteCount: Int, drainFailure: inout SystemError?) -> Bool {
         switch step {
         case .drainLocalCaches:
-            let freed = (caches?.drainLocal(backend: self) ?? 0) + releaseCachedRuns()
+            // The shared object heap's empty slabs are a cache too: each may hold a superblock.
+            let freed = (caches?.drainLocal(backend: self) ?? 0) + releaseCachedRuns() + (slabs?.drainShared(backend: self) ?? 0)
             if freed > 0 { noteCacheDrain(freed) }
             return freed > 0
         case .drainThreadCaches:
@@ -352,6 +368,11 @@ extension MemoryPool: CacheBackend {
         for order in orders {
             if let pointer = try? allocate(byteCount: geometry.blockSize(order: order)) { deallocate(pointer) }
         }
+        // The object path: the thread's heap, made now in its cache's (locked) mapping; a slab
+        // made later takes the pool lock but no system call (a locked pool mapped its tables).
+        for size in [24, SizeClasses.maxObjectBytes] {
+            if let pointer = try? allocate(byteCount: size, alignment: 8) { deallocate(pointer) }
+        }
         // The locked path, the checked-free path and statistics, once each.
         if let pointer = try? allocate(byteCount: geometry.minBlockSize, mobility: .movable) {
             _ = validate(pointer)
@@ -366,9 +387,11 @@ extension MemoryPool {
     /// allocator, so statistics and fragmentation reflect only live allocations.
     public func drainCaches() {
         releaseCachedRuns()
-        guard let caches else { return }
-        caches.drainAllThreads(backend: self)
-        caches.drainLocal(backend: self)
+        if let caches {
+            caches.drainAllThreads(backend: self)
+            caches.drainLocal(backend: self)
+        }
+        slabs?.drainShared(backend: self)
     }
 
     /// Takes back the caches of threads that have not needed them since the previous call (each

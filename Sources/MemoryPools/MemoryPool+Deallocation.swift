@@ -1,6 +1,7 @@
 import BuddyCaches
 import BuddyConfig
 import BuddyCore
+import BuddySlabs
 import BuddySystem
 import Synchronization
 
@@ -53,6 +54,7 @@ extension MemoryPool {
            cacheFastPath.push(address: address, state: state, order: order) {
             return
         }
+        if freeCachedObject(address, byteCount: nil) { return }
         deallocateSlowly(address, byteCount: nil)
     }
 
@@ -65,6 +67,7 @@ extension MemoryPool {
            cacheFastPath.push(address: address, state: state, order: order) {
             return
         }
+        if UInt(bitPattern: byteCount &- 1) < UInt(SizeClasses.maxObjectBytes), freeCachedObject(address, byteCount: byteCount) { return }
         deallocateSlowly(address, byteCount: byteCount)
     }
 
@@ -74,6 +77,16 @@ extension MemoryPool {
     @usableFromInline @inline(never)
     func deallocateSlowly(_ address: UInt, byteCount: Int?) {
         if countsSites { accounting?.forget(address) }
+        switch objectLookup(address) {
+        case .notObject: break
+        // In a fork child, a parent's objects are left alone, as its blocks are.
+        case .object(let slab, let index):
+            if !isForkedChild { freeObjectSlowly(slab, index: index, address: address, byteCount: byteCount) }
+            return
+        case .problem(let problem):
+            if isForkedChild { return }
+            badDeallocation(address, problem)
+        }
         if !isForkedChild, let caches, let (state, order) = cacheableBlock(at: address, expectedOrder: byteCount.flatMap {
             $0 > 0 ? geometry.order(byteCount: $0, alignment: 1)?.order : nil
         }) {
@@ -90,6 +103,11 @@ extension MemoryPool {
     /// Never traps.
     public func validate(_ pointer: UnsafeRawPointer, byteCount: Int? = nil) -> DeallocationProblem? {
         let address = UInt(bitPattern: pointer)
+        switch objectLookup(address) {
+        case .notObject: break
+        case .object(let slab, let index): return objectProblem(slab, index: index, byteCount: byteCount)
+        case .problem(let problem): return problem
+        }
         return core.locked { core in
             switch classify(address, byteCount: byteCount, core: &core) {
             case .problem(let problem): return problem
@@ -105,6 +123,11 @@ extension MemoryPool {
     /// `pointer` is not a live allocation of this pool.
     public func allocatedSize(of pointer: UnsafeRawPointer) -> Int? {
         let address = UInt(bitPattern: pointer)
+        switch objectLookup(address) {
+        case .notObject: break
+        case .object(let slab, let index): return objectProblem(slab, index: index, byteCount: nil) == nil ? slab.pointee.objectBytes : nil
+        case .problem: return nil
+        }
         return core.locked { core in
             guard case .freeable(let location, _, _) = classify(address, byteCount: nil, core: &core) else { return nil }
             let run = core.arena.runLength(slot: location.slot)
@@ -183,6 +206,9 @@ extension MemoryPool {
             case .interior:
                 return .problem(enclosingBlockProblem(slot: location.slot, offset: location.blockOffset, core: core))
             case .invalid:
+                return .problem(.corruptedMetadata(state.rawValue))
+            case .slab, .slabInterior:
+                // objectLookup answers for every slab of this pool before the block path runs.
                 return .problem(.corruptedMetadata(state.rawValue))
             case .allocated(_, let raised):
                 if let byteCount, !sizeMatches(byteCount, run: run, order: location.order, raised: raised) {

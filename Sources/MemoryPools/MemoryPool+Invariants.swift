@@ -1,4 +1,5 @@
 import BuddyCore
+import BuddySlabs
 import Synchronization
 
 // Invariant checks in tiers: `assert`s beside each `// Invariant:` (debug builds); with
@@ -16,6 +17,7 @@ extension MemoryPool {
             for slot in 0..<core.arena.slotCapacity where core.arena.isAttached(slot: slot) {
                 allocated += try core.checkTracker(slot: slot)
             }
+            try checkSlabs(core)
             let managed = core.managedBytes
             guard allocated == core.counters.allocatedBytes, allocated == managed - core.arena.freeBytes else {
                 throw BuddyInvariantViolation(
@@ -68,5 +70,46 @@ extension PoolCore {
             fatalError("BuddyPools internal check after an operation on pool #\(poolID): \(error)")
         }
         #endif
+    }
+}
+
+extension MemoryPool {
+    /// Every live slab: its head and interior state bytes say slab of its order, its bitmaps are
+    /// disjoint with no bit past the last object, and (no call in flight) its free count matches.
+    func checkSlabs(_ core: borrowing PoolCore) throws(BuddyInvariantViolation) {
+        guard objectsServed else { return }
+        for slot in 0..<core.arena.slotCapacity where core.arena.isAttached(slot: slot) {
+            guard let (region, superblock) = regionOf(slot: slot, core: core), let table = region.slabTables.table(superblock: superblock) else { continue }
+            let start = region.superblockBase(superblock)
+            for unit in 0..<region.slabTables.units {
+                let slab = table + unit
+                let base = slab.pointee.base
+                guard base != 0 else { continue }
+                guard base == start + UInt(unit << region.slabTables.unitShift) else {
+                    throw BuddyInvariantViolation("pool '\(name)': slab descriptor of unit \(unit) has base 0x\(String(base, radix: 16))")
+                }
+                let order = slab.pointee.order
+                let offset = Int(base - start) >> geometry.minBlockShift
+                for inner in 0..<(1 << order) {
+                    let expected = inner == 0 ? BlockState.Tag.slab.byte(order: order) : BlockState.Tag.slabInterior.byte(order: order)
+                    let value = core.arena.state(slot: slot, offset: offset + inner).pointee.load(ordering: .relaxed)
+                    guard value == expected else {
+                        throw BuddyInvariantViolation("pool '\(name)': slab at 0x\(String(base, radix: 16)) has state \(BlockState(rawValue: value)) at block \(inner)")
+                    }
+                }
+                var free = 0
+                for word in 0..<slab.pointee.words {
+                    let bits = slab.pointee.freeBits[word].load(ordering: .relaxed), remote = slab.pointee.remoteBits[word].load(ordering: .relaxed)
+                    let valid: UInt64 = slab.pointee.objectCount - word * 64 >= 64 ? ~0 : (1 << UInt64(slab.pointee.objectCount - word * 64)) - 1
+                    guard bits & remote == 0, (bits | remote) & ~valid == 0 else {
+                        throw BuddyInvariantViolation("pool '\(name)': slab at 0x\(String(base, radix: 16)) word \(word): free 0x\(String(bits, radix: 16)) remote 0x\(String(remote, radix: 16))")
+                    }
+                    free += bits.nonzeroBitCount
+                }
+                guard free == slab.pointee.freeCount else {
+                    throw BuddyInvariantViolation("pool '\(name)': slab at 0x\(String(base, radix: 16)) counts \(slab.pointee.freeCount) free, its bitmap \(free)")
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 import BuddyCaches
 import BuddyConfig
 import BuddyCore
+import BuddySlabs
 import BuddySystem
 import Synchronization
 
@@ -40,6 +41,14 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     let caches: PoolCaches?
     /// The caches' lock-free operations, inline so the fast path retains nothing.
     @usableFromInline let cacheFastPath: CacheFastPath
+    /// Objects below a page (nil: this pool hands out blocks only: it scrubs or counts sites).
+    let slabs: PoolSlabs?
+    /// The lock-free start of an object free in the first region.
+    @usableFromInline let objectFastPath: ObjectFastPath
+    /// Whether small unmovable requests take the inlined object path (a thread cache serves them).
+    @usableFromInline let objectsInline: Bool
+    /// `slabs != nil`: small unmovable requests are objects (never the block caches).
+    @usableFromInline let objectsServed: Bool
     private let cacheIndex: Int?
     private let metadata: MetadataBuffer
     /// The fork generation the pool was made in; in a later one (a fork child) it is unusable.
@@ -122,7 +131,8 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         do {
             let reserved = configuration.locked ? borrowHeadroom : min(borrowHeadroom, max(1, own.count / 8))
             slots = try SlotStorage(slotCapacity: own.count + reserved, placement: placement)
-            metadata = try MetadataBuffer(byteCount: fastBytes + 64, nodes: nodes, locked: configuration.locked, label: "pool \(configuration.name)")
+            metadata = try MetadataBuffer(byteCount: fastBytes + SlabHeap.requiredBytes + 128, nodes: nodes, locked: configuration.locked,
+                                          label: "pool \(configuration.name)")
         } catch {
             PoolRegistry.unregister(id: id)
             throw .system(error)
@@ -141,6 +151,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         }
         var offset = 0
         fastRegions = metadata.slice(offset: &offset, byteCount: fastBytes).bindMemory(to: CacheRegion.self, capacity: managed.count)
+        let sharedHeapStorage = metadata.slice(offset: &offset, byteCount: SlabHeap.requiredBytes)
         for (index, region) in managed.enumerated() {
             (fastRegions + index).initialize(to: CacheRegion(
                 base: region.base, byteCount: UInt(region.byteCount), states: region.states, owners: region.owners))
@@ -189,6 +200,30 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
             ?? .disabled(region: fastRegions.pointee, geometry: geometry)
         accounting = configuration.allocationAccounting ? AllocationAccounting() : nil
         countsSites = configuration.allocationAccounting
+        // Objects: every pool but those whose blocks are scrubbed or counted one by one.
+        let servesObjects = inline
+        if servesObjects {
+            slabs = PoolSlabs(geometry: geometry, sharedHeapStorage: sharedHeapStorage)
+            // A locked pool maps every table now: making one later would be a system call on
+            // the realtime path.
+            if configuration.locked {
+                for region in managed {
+                    for superblock in 0..<region.superblockCount where region.slabTables.tableOrCreate(superblock: superblock) == nil {
+                        if let index { CacheIndexRegistry.release(index) }
+                        PoolRegistry.unregister(id: id)
+                        throw .system(SystemError(.insufficientMemory, call: "mmap(slab tables of pool \(configuration.name))",
+                                                  advice: "a locked pool maps and locks its slab tables at creation; raise RLIMIT_MEMLOCK"))
+                    }
+                }
+            }
+        } else {
+            slabs = nil
+        }
+        objectsInline = servesObjects && caches != nil
+        objectsServed = servesObjects
+        objectFastPath = ObjectFastPath(
+            regionBase: fastRegions.pointee.base, regionBytes: fastRegions.pointee.byteCount, states: fastRegions.pointee.states,
+            owners: fastRegions.pointee.owners, tables: managed[0].slabTables, geometry: geometry, poolID: id, enabled: objectsInline)
         for region in managed { PoolRegistry.addRange(region.addressRange, pool: id) }
         if let index, let caches { CacheIndexRegistry.bind(index, caches: caches, backend: self) }
         Diagnostics.report(.debug, DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "created: \(self)", bytes: capacity))

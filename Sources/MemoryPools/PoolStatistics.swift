@@ -107,6 +107,9 @@ public struct PoolStatistics: Sendable, Codable, Equatable {
     /// Own memory `shrink(to:)` gave back to the kernel.
     public var releasedBytes: Int
     public var movableHandles: Int
+    /// Objects below a page, per size class with slabs (like /proc/slabinfo). Slabs count in
+    /// `usedBytes` whole while any object in them is in use, and in `cachedBytes` when empty.
+    public var slabs: [SlabClassStatistics]
 }
 
 extension MemoryPool {
@@ -114,7 +117,9 @@ extension MemoryPool {
         // Counted before taking the pool lock: the lock order is thread-cache list, cache, depot, pool.
         let census = caches?.census() ?? PoolCaches.Census()
         return core.locked { core in
-            let cached = census.cachedBytes + core.cachedRunBytes
+            let slabRows = slabCensus(core)
+            let emptySlabBytes = slabRows.reduce(0) { total, row in total + (row.slabs == 0 ? 0 : row.emptySlabs * row.slabBytes / row.slabs) }
+            let cached = census.cachedBytes + core.cachedRunBytes + emptySlabBytes
             let managed = core.managedBytes
             let counts = (0...geometry.maxOrder).map { core.arena.freeBlockCount(order: $0) }
             var byNode: [String: [Int]] = [:]
@@ -134,7 +139,7 @@ extension MemoryPool {
             for loan in core.borrowed.values { borrowedFrom[PoolRegistry.name(of: loan.lenderID) ?? "#\(loan.lenderID)", default: 0] += 1 }
             var lentTo: [String: Int] = [:]
             for borrower in core.lent.values { lentTo[PoolRegistry.name(of: borrower) ?? "#\(borrower)", default: 0] += 1 }
-            let metadata = core.slots.metadataBytes + ownRegionMetadataBytes
+            let metadata = core.slots.metadataBytes + ownRegionMetadataBytes + slabMetadataBytes
             let used = managed - core.arena.freeBytes - max(0, cached)
             return PoolStatistics(
                 name: name, nodes: nodes.description, pageSize: regions.first?.pageSize ?? configuration.pageSize,
@@ -161,7 +166,8 @@ extension MemoryPool {
                 cacheDrains: core.counters.cacheDrains, compactions: core.counters.compactions, bytesMoved: core.counters.bytesMoved,
                 shrinkerCalls: core.counters.shrinkerCalls, bytesReclaimed: core.counters.bytesReclaimed,
                 superblocksCompacted: core.counters.superblocksCompacted, relocationsRefused: core.counters.relocationsRefused,
-                releasedBytes: core.released.count << geometry.superblockShift, movableHandles: handles.handleAtAddress.count)
+                releasedBytes: core.released.count << geometry.superblockShift, movableHandles: handles.handleAtAddress.count,
+                slabs: slabRows)
         }
     }
 

@@ -7,6 +7,12 @@ struct InfoCommand: ParsableCommand {
         commandName: "info",
         abstract: "Show NUMA nodes, distances, hugepages, THP mode, limits and the configured pools.")
 
+    @Flag(help: "Also create the configured pools, run a short self-test of objects below a page in each (random sizes 8 B-3840 B) and print its slabs per size class, like /proc/slabinfo.")
+    var slabs = false
+
+    @Option(help: "Objects the --slabs self-test keeps live in each pool.")
+    var objects = 20_000
+
     func run() throws {
         let topology = try NUMATopology.current()
         print(Self.describe(topology))
@@ -17,6 +23,38 @@ struct InfoCommand: ParsableCommand {
             print(CheckCommand.table(plans))
         } catch {
             print("  invalid: \(error)")
+        }
+        if slabs { try Self.slabSelfTest(objects: objects) }
+    }
+
+    /// Creates the configured pool set, fills each pool with `objects` objects of random sizes
+    /// (fewer if a pool runs dry), prints its slab report, then frees everything and checks
+    /// that no slab is left.
+    static func slabSelfTest(objects: Int) throws {
+        guard objects > 0 else { throw ValidationError("--objects must be positive") }
+        let set = try PoolSet(environment: ProcessEnvironment.current())
+        var random = SystemRandomNumberGenerator()
+        for pool in set.pools {
+            print("")
+            var live: [UnsafeMutableRawPointer] = []
+            live.reserveCapacity(objects)
+            var refused: PoolError?
+            for _ in 0..<objects {
+                switch pool.tryAllocate(byteCount: Int.random(in: 8...SizeClasses.maxObjectBytes, using: &random), alignment: 8) {
+                case .success(let pointer): live.append(pointer)
+                case .failure(let error): refused = error
+                }
+                if refused != nil { break }
+            }
+            print(pool.slabReport)
+            let statistics = pool.statistics
+            print("# \(live.count) objects live; used \(ByteCount.format(statistics.usedBytes)), metadata \(ByteCount.format(statistics.metadataBytes))"
+                + (refused.map { "; stopped early: \($0)" } ?? ""))
+            for pointer in live { pool.deallocate(pointer) }
+            pool.drainCaches()
+            let left = pool.statistics.slabs.count
+            print("# after freeing everything: \(left == 0 ? "no slab left" : "\(left) classes still hold slabs")")
+            if left != 0 { throw ExitCode.failure }
         }
     }
 

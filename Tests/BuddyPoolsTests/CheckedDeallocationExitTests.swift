@@ -1,4 +1,5 @@
 import BuddyPools
+import TestSupport
 import Testing
 
 /// Each bad free stops the process with a message that names the pool, the address and the
@@ -8,14 +9,16 @@ struct CheckedDeallocationExitTests {
     /// A bad free and what its message must say.
     enum BadFree: String, Codable, Sendable, CaseIterable, CustomTestStringConvertible {
         case doubleFree, doubleFreeLarge, interior, foreign, wrongPool, wrongSize, handleAddress
+        // Objects below a page (slabs): the same mistakes, the same messages.
+        case objectDoubleFree, objectDoubleFreeOtherThread, objectDoubleFreeUncached, objectInterior, objectWrongPool, objectWrongSize
 
         var expectedText: [String] {
             switch self {
-            case .doubleFree, .doubleFreeLarge: ["double free"]
-            case .interior: ["interior pointer"]
+            case .doubleFree, .doubleFreeLarge, .objectDoubleFree, .objectDoubleFreeOtherThread, .objectDoubleFreeUncached: ["double free"]
+            case .interior, .objectInterior: ["interior pointer"]
             case .foreign: ["foreign pointer"]
-            case .wrongPool: ["wrong pool", "'owner'"]
-            case .wrongSize: ["wrong size"]
+            case .wrongPool, .objectWrongPool: ["wrong pool", "'owner'"]
+            case .wrongSize, .objectWrongSize: ["wrong size"]
             case .handleAddress: ["belongs to movable handle #", "deallocate(handle)"]
             }
         }
@@ -26,7 +29,7 @@ struct CheckedDeallocationExitTests {
         func commit() {
             var configuration = PoolConfiguration(name: "victim", capacity: 8 << 20)
             configuration.pageSize = .base
-            if self == .doubleFreeLarge { configuration.cache.enabled = false }
+            if self == .doubleFreeLarge || self == .objectDoubleFreeUncached { configuration.cache.enabled = false }
             let pool = try! MemoryPool(configuration: configuration)
             switch self {
             case .doubleFree:
@@ -52,6 +55,27 @@ struct CheckedDeallocationExitTests {
             case .handleAddress:
                 let handle = try! pool.allocateMovable(byteCount: 4096)
                 pool.deallocate(pool.currentAddress(of: handle)!)
+            case .objectDoubleFree, .objectDoubleFreeUncached:
+                let object = try! pool.allocate(byteCount: 24)
+                pool.deallocate(object)
+                pool.deallocate(object)
+            case .objectDoubleFreeOtherThread:
+                // Freed twice by a thread that does not own the slab: the remote bit is already set.
+                let object = UInt(bitPattern: try! pool.allocate(byteCount: 200))
+                runThreads(1) { _ in
+                    pool.deallocate(UnsafeMutableRawPointer(bitPattern: object)!)
+                    pool.deallocate(UnsafeMutableRawPointer(bitPattern: object)!)
+                }
+            case .objectInterior:
+                let object = try! pool.allocate(byteCount: 64)
+                pool.deallocate(object + 16)
+            case .objectWrongPool:
+                configuration.name = "owner"
+                let owner = try! MemoryPool(configuration: configuration)
+                pool.deallocate(try! owner.allocate(byteCount: 64))
+            case .objectWrongSize:
+                let object = try! pool.allocate(byteCount: 64)
+                pool.deallocate(object, byteCount: 1000)
             }
         }
     }

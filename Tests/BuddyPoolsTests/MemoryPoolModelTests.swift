@@ -68,9 +68,13 @@ struct MemoryPoolModelTests {
                     // A failure must be real: caches drained, and no free block big enough.
                     guard case .exhausted(let details) = error else { continue }
                     #expect(details.cachedBytes == 0, "exhausted while caches held \(details.cachedBytes) bytes")
-                    if let needed = pool.geometry.order(byteCount: size, alignment: alignment) {
+                    if mobility == .unmovable, let held = pool.heldBytes(forByteCount: size, alignment: alignment, mobility: mobility),
+                       held <= SizeClasses.maxObjectBytes, let slab = pool.slabBytes(forObjectBytes: held) {
+                        // An object needs a free block for a new slab.
+                        #expect(details.largestFreeBlockBytes < slab, "refused a \(held)-byte object with a \(details.largestFreeBlockBytes)-byte block free")
+                    } else if let needed = pool.geometry.order(byteCount: size, alignment: alignment) {
                         #expect(details.largestFreeBlockBytes < pool.geometry.blockSize(order: needed.order),
-                                "refused \(size) bytes with a \(details.largestFreeBlockBytes)-byte block free")
+                                "refused \(size) bytes (alignment \(alignment), \(mobility)) with a \(details.largestFreeBlockBytes)-byte block free")
                     }
                 }
             } else {

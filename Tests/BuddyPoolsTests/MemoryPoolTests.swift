@@ -9,8 +9,11 @@ struct MemoryPoolTests {
         var pointers: [UnsafeMutableRawPointer] = []
         for size in [1, 64, 4096, 5000, 65536, 1 << 20, 2 << 20] {
             let pointer = try pool.allocate(byteCount: size)
-            #expect(Int(bitPattern: pointer) % min(max(size, 4096).nextPowerOfTwo, 2 << 20) == 0)
-            #expect(pool.allocatedSize(of: pointer) == max(size, 4096).nextPowerOfTwo)
+            // Up to 3840 bytes an object of its class (16-byte aligned by default), above it a block.
+            let held = size <= SizeClasses.maxObjectBytes ? SizeClasses.classBytes(size: size, alignment: 16)! : max(size, 4096).nextPowerOfTwo
+            #expect(Int(bitPattern: pointer) % (size <= SizeClasses.maxObjectBytes ? 16 : min(held, 2 << 20)) == 0)
+            #expect(pool.allocatedSize(of: pointer) == held)
+            #expect(pool.heldBytes(forByteCount: size) == held)
             pointer.initializeMemory(as: UInt8.self, repeating: 0xAB, count: size)
             pointers.append(pointer)
         }

@@ -163,11 +163,26 @@ final class PoolModel {
             } catch {
                 fail("after \(operation): pool \(pool.name): \(error)")
             }
-            let expected = blocks.filter { $0.pool == index }.reduce(0) { $0 + $1.bytes }
+            // Held sizes below the minimum block are objects: they count through their slabs,
+            // whole while any object in them is in use.
+            let mine = blocks.filter { $0.pool == index }
+            let objects = mine.filter { $0.bytes < pool.geometry.minBlockSize }
+            let statistics = pool.statistics
+            let slabBytesInUse = statistics.slabs.reduce(0) { total, row in
+                total + (row.slabs == 0 ? 0 : row.slabBytes / row.slabs * (row.slabs - row.emptySlabs))
+            }
+            for row in statistics.slabs {
+                let modelled = objects.filter { $0.bytes == row.objectBytes }.count
+                require(row.objectsInUse == modelled,
+                        "after \(operation): pool \(pool.name) counts \(row.objectsInUse) objects of \(row.objectBytes) B in use, the model holds \(modelled)")
+            }
+            require(objects.allSatisfy { object in statistics.slabs.contains { $0.objectBytes == object.bytes } },
+                    "after \(operation): pool \(pool.name) has an object of a class its statistics do not list")
+            let expected = mine.filter { $0.bytes >= pool.geometry.minBlockSize }.reduce(0) { $0 + $1.bytes } + slabBytesInUse
                 + handles.filter { $0.pool == index }.reduce(0) { total, entry in
                     total + (pool.withPinnedAddress(of: entry.handle) { pool.allocatedSize(of: $0) } ?? 0)
                 }
-            let used = pool.statistics.usedBytes
+            let used = statistics.usedBytes
             require(used == expected, "after \(operation): pool \(pool.name) says \(used) bytes are used, the model holds \(expected)")
         }
         for block in blocks {

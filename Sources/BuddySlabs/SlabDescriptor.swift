@@ -1,0 +1,135 @@
+import BuddyCore
+import Synchronization
+
+/// One slab: a buddy block of the pool cut into objects of one class. Out of band (in its
+/// superblock's `SlabTable`), so free objects are never written by the allocator: a write after
+/// free cannot corrupt a free list, and no object page is touched by bookkeeping.
+///
+/// Two bitmaps, one bit per object. `freeBits`: available to the owner's allocations; only the
+/// owning heap (or whoever holds it exclusively: a drainer, an adopter) writes it, with plain
+/// loads and stores. `remoteBits`: freed by another thread, one atomic or each; the owner
+/// collects them in batches (an exchange per word). An object is allocated when neither bit is set.
+///
+/// Fixed from the slab's creation (under the pool lock) until its release: `base`, the class,
+/// the reciprocal; other threads read them only for objects they were handed, which orders them
+/// after the creation.
+@usableFromInline
+package struct SlabDescriptor: ~Copyable {
+    /// The slab's first byte; 0 while the unit heads no slab.
+    @usableFromInline package var base: UInt = 0
+    @usableFromInline package var objectBytes: Int = 0
+    @usableFromInline package var objectCount: Int = 0
+    @usableFromInline package var classIndex: Int = 0
+    /// ceil(2^40 / objectBytes): offset * reciprocal >> 40 is the object index for every offset
+    /// inside a slab (offsets below 2^22, so the error stays below 1/objectBytes).
+    @usableFromInline package var reciprocal: UInt64 = 0
+    /// Bitmap words in use: ceil(objectCount / 64).
+    @usableFromInline package var words: Int = 0
+    /// The slab's buddy order (its bytes are minBlock << order).
+    package var order: Int = 0
+    /// The heap that owns the slab (its address), or 0 for an orphan.
+    @usableFromInline package let owner = Atomic<UInt>(0)
+    // The owner's fields below change while statistics read the descriptor under the pool
+    // lock: atomics with relaxed loads and stores (plain moves), so neither side mutates the
+    // whole descriptor (an exclusive access ThreadSanitizer would report) and no RMW is needed.
+    @usableFromInline package let freeCountStorage = Atomic<Int>(0)
+    @usableFromInline package let cursorStorage = Atomic<Int>(0)
+    private let nextStorage = Atomic<UInt>(0)
+    private let previousStorage = Atomic<UInt>(0)
+
+    /// Objects in `freeBits` (owner).
+    @inlinable package var freeCount: Int {
+        @inline(__always) get { freeCountStorage.load(ordering: .relaxed) }
+    }
+    /// The first word that may hold a free bit (owner).
+    @inlinable package var cursor: Int {
+        @inline(__always) get { cursorStorage.load(ordering: .relaxed) }
+    }
+
+    // Setters as methods: `slab.pointee.x = v` would be an exclusive access to the whole
+    // descriptor even with a nonmutating setter; a method call only reads `pointee`.
+    @inlinable @inline(__always)
+    package func setFreeCount(_ value: Int) { freeCountStorage.store(value, ordering: .relaxed) }
+    @inlinable @inline(__always)
+    package func setCursor(_ value: Int) { cursorStorage.store(value, ordering: .relaxed) }
+    package func setNext(_ slab: UnsafeMutablePointer<SlabDescriptor>?) { nextStorage.store(UInt(bitPattern: slab), ordering: .relaxed) }
+    package func setPrevious(_ slab: UnsafeMutablePointer<SlabDescriptor>?) { previousStorage.store(UInt(bitPattern: slab), ordering: .relaxed) }
+    /// The owning heap's list of slabs of this class (owner).
+    package var next: UnsafeMutablePointer<SlabDescriptor>? { UnsafeMutablePointer(bitPattern: nextStorage.load(ordering: .relaxed)) }
+    package var previous: UnsafeMutablePointer<SlabDescriptor>? { UnsafeMutablePointer(bitPattern: previousStorage.load(ordering: .relaxed)) }
+    @usableFromInline package let freeBits: UnsafeMutablePointer<Atomic<UInt64>>
+    @usableFromInline package let remoteBits: UnsafeMutablePointer<Atomic<UInt64>>
+
+    package init(freeBits: UnsafeMutablePointer<Atomic<UInt64>>, remoteBits: UnsafeMutablePointer<Atomic<UInt64>>) {
+        self.freeBits = freeBits
+        self.remoteBits = remoteBits
+    }
+
+    /// Bitmap words each unit's descriptor has: enough for a unit of the smallest class.
+    package static let wordsPerUnit = SizeClasses.maxObjectsPerSlab / 64
+
+    /// Makes the unit a slab of `objectCount` objects of `objectBytes`, every one free, owned by `owner`.
+    package mutating func start(base: UInt, order: Int, classIndex: Int, objectBytes: Int, objectCount: Int, owner: UInt) {
+        // Invariant: the bitmaps have a bit for every object (SizeClasses.slabBytes bounds the count).
+        assert(objectCount > 0 && objectCount <= Self.wordsPerUnit * 64, "\(objectCount) objects do not fit the bitmaps")
+        self.base = base
+        self.order = order
+        self.classIndex = classIndex
+        self.objectBytes = objectBytes
+        self.objectCount = objectCount
+        reciprocal = ((1 << 40) + UInt64(objectBytes) - 1) / UInt64(objectBytes)
+        words = (objectCount + 63) / 64
+        for word in 0..<words {
+            let bitsInWord = min(64, objectCount - word * 64)
+            freeBits[word].store(bitsInWord == 64 ? ~0 : (1 << UInt64(bitsInWord)) - 1, ordering: .relaxed)
+            remoteBits[word].store(0, ordering: .relaxed)
+        }
+        setFreeCount(objectCount)
+        setCursor(0)
+        setNext(nil)
+        setPrevious(nil)
+        self.owner.store(owner, ordering: .releasing)
+    }
+
+    /// The object index of `address`, or nil for an address inside an object (interior).
+    @inlinable @inline(__always)
+    package func objectIndex(of address: UInt) -> Int? {
+        let offset = UInt64(address &- base)
+        let index = (offset &* reciprocal) &>> 40
+        guard index &* UInt64(objectBytes) == offset, index < UInt64(objectCount) else { return nil }
+        return Int(truncatingIfNeeded: index)
+    }
+
+    /// Objects handed out and not freed (exact when no call is in flight).
+    package var objectsInUse: Int {
+        var available = 0
+        for word in 0..<words {
+            available += (freeBits[word].load(ordering: .relaxed) | remoteBits[word].load(ordering: .relaxed)).nonzeroBitCount
+        }
+        return objectCount - available
+    }
+
+    /// Moves the remotely freed objects into `freeBits` (the owner, or one holding it
+    /// exclusively). Returns how many came.
+    @discardableResult
+    package func collectRemote() -> Int {
+        var collected = 0
+        for word in 0..<words where remoteBits[word].load(ordering: .relaxed) != 0 {
+            // Acquiring: the freeing thread's writes to the object happen before its reuse.
+            let bits = remoteBits[word].exchange(0, ordering: .acquiring)
+            freeBits[word].store(freeBits[word].load(ordering: .relaxed) | bits, ordering: .relaxed)
+            collected += bits.nonzeroBitCount
+            setCursor(min(cursor, word))
+        }
+        setFreeCount(freeCount + collected)
+        return collected
+    }
+
+    /// Whether any object was freed remotely and not collected yet.
+    package var hasRemoteFrees: Bool {
+        (0..<words).contains { remoteBits[$0].load(ordering: .relaxed) != 0 }
+    }
+
+    /// Whether every object is free (after `collectRemote`).
+    package var isEmpty: Bool { freeCount == objectCount }
+}
