@@ -6,6 +6,8 @@ let package = Package(
     products: [
         .library(name: "BuddyPools", targets: ["BuddyPools"]),
         .library(name: "BuddyPoolsMetrics", targets: ["BuddyPoolsMetrics"]),
+        // libBuddyPoolsC.so: the C API (buddypools.h) for C, C++ and Fortran programs.
+        .library(name: "BuddyPoolsC", type: .dynamic, targets: ["BuddyPoolsC"]),
         .executable(name: "buddypools", targets: ["buddypools"]),
         .executable(name: "buddypools-bench", targets: ["BuddyBench"]),
         .executable(name: "buddypools-count", targets: ["InstructionCount"]),
@@ -39,6 +41,10 @@ let package = Package(
         .target(name: "MemoryPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddySlabs", "BuddyConfig"]),
         // The umbrella users import: re-exports the layers' public names.
         .target(name: "BuddyPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddyConfig", "MemoryPools"]),
+        // The C API's header, buddypools.h, compiled as C once so a header that is not C fails the build.
+        .target(name: "CBuddyPools"),
+        // The C API: buddypools_malloc and friends over the process's pool set, with C names and errno.
+        .target(name: "BuddyPoolsC", dependencies: ["MemoryPools", "BuddyConfig", "BuddySystem", "CBuddyPools"]),
         // Optional adapters: pool gauges and counters for swift-metrics, diagnostics for swift-log.
         .target(
             name: "BuddyPoolsMetrics",

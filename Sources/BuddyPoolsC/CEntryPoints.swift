@@ -1,0 +1,139 @@
+import Glibc
+import MemoryPools
+
+// The functions buddypools.h declares, with C names and C types (size_t is Int here: a size
+// above Int.max arrives negative and is refused with ENOMEM). Each answers every input: a
+// pointer, or NULL with errno, never a trap, except a bad free.
+
+/// malloc's alignment: max_align_t on x86-64 and AArch64 Linux.
+let mallocAlignment = 16
+
+@_cdecl("buddypools_malloc")
+public func buddypools_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
+    let heap = ProcessHeap.shared
+    return heap.allocate(size, alignment: mallocAlignment, from: heap.servingPool, fallsBack: true)
+}
+
+@_cdecl("buddypools_calloc")
+public func buddypools_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard count >= 0, size >= 0 else {
+        errno = ENOMEM
+        return nil
+    }
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
+    guard !overflow else {
+        errno = ENOMEM
+        return nil
+    }
+    guard let pointer = buddypools_malloc(bytes) else { return nil }
+    memset(pointer, 0, bytes)
+    return pointer
+}
+
+@_cdecl("buddypools_realloc")
+public func buddypools_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard let pointer else { return buddypools_malloc(size) }
+    if size == 0 {
+        buddypools_free(pointer)
+        return nil
+    }
+    let heap = ProcessHeap.shared
+    let held = heap.usableSize(pointer)
+    // In place when the block already holds the new size (its class or buddy block).
+    if size > 0, size <= held { return pointer }
+    guard let moved = buddypools_malloc(size) else { return nil }
+    memcpy(moved, pointer, min(held, size))
+    heap.free(pointer)
+    return moved
+}
+
+@_cdecl("buddypools_free")
+public func buddypools_free(_ pointer: UnsafeMutableRawPointer?) {
+    guard let pointer else { return }
+    ProcessHeap.shared.free(pointer)
+}
+
+@_cdecl("buddypools_aligned_alloc")
+public func buddypools_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard alignment > 0, alignment & (alignment - 1) == 0 else {
+        errno = EINVAL
+        return nil
+    }
+    let heap = ProcessHeap.shared
+    return heap.allocate(size, alignment: max(alignment, mallocAlignment), from: heap.servingPool, fallsBack: true)
+}
+
+@_cdecl("buddypools_posix_memalign")
+public func buddypools_posix_memalign(_ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ alignment: Int, _ size: Int) -> Int32 {
+    guard let result else { return EINVAL }
+    guard alignment >= MemoryLayout<UnsafeRawPointer>.size, alignment & (alignment - 1) == 0 else { return EINVAL }
+    let saved = errno
+    guard let pointer = buddypools_aligned_alloc(alignment, size) else {
+        let error = errno
+        errno = saved  // posix_memalign reports through its result, not errno
+        return error == 0 ? ENOMEM : error
+    }
+    result.pointee = pointer
+    return 0
+}
+
+@_cdecl("buddypools_malloc_usable_size")
+public func buddypools_malloc_usable_size(_ pointer: UnsafeMutableRawPointer?) -> Int {
+    guard let pointer else { return 0 }
+    return ProcessHeap.shared.usableSize(pointer)
+}
+
+@_cdecl("buddypools_pool_named")
+public func buddypools_pool_named(_ name: UnsafePointer<CChar>?) -> OpaquePointer? {
+    guard let name, let pool = ProcessHeap.shared.set?[String(cString: name)] else {
+        errno = EINVAL
+        return nil
+    }
+    // Pools of the process's set live as long as the process: the handle needs no retain.
+    return OpaquePointer(Unmanaged.passUnretained(pool).toOpaque())
+}
+
+/// The pool behind a handle from `buddypools_pool_named`.
+func pool(_ handle: OpaquePointer?) -> MemoryPool? {
+    handle.map { Unmanaged<MemoryPool>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
+}
+
+@_cdecl("buddypools_malloc_in")
+public func buddypools_malloc_in(_ handle: OpaquePointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard let pool = pool(handle) else {
+        errno = EINVAL
+        return nil
+    }
+    return ProcessHeap.shared.allocate(size, alignment: mallocAlignment, from: pool, fallsBack: false)
+}
+
+@_cdecl("buddypools_calloc_in")
+public func buddypools_calloc_in(_ handle: OpaquePointer?, _ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard count >= 0, size >= 0 else {
+        errno = ENOMEM
+        return nil
+    }
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
+    guard !overflow else {
+        errno = ENOMEM
+        return nil
+    }
+    guard let pointer = buddypools_malloc_in(handle, bytes) else { return nil }
+    memset(pointer, 0, bytes)
+    return pointer
+}
+
+@_cdecl("buddypools_aligned_alloc_in")
+public func buddypools_aligned_alloc_in(_ handle: OpaquePointer?, _ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard let pool = pool(handle), alignment > 0, alignment & (alignment - 1) == 0 else {
+        errno = EINVAL
+        return nil
+    }
+    return ProcessHeap.shared.allocate(size, alignment: max(alignment, mallocAlignment), from: pool, fallsBack: false)
+}
+
+@_cdecl("buddypools_pool_of")
+public func buddypools_pool_of(_ pointer: UnsafeRawPointer?) -> UnsafePointer<CChar>? {
+    guard let pointer else { return nil }
+    return ProcessHeap.shared.cName(holding: pointer)
+}
