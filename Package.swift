@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "BuddyPoolsMetrics", targets: ["BuddyPoolsMetrics"]),
         // libBuddyPoolsC.so: the C API (buddypools.h) for C, C++ and Fortran programs.
         .library(name: "BuddyPoolsC", type: .dynamic, targets: ["BuddyPoolsC"]),
+        // libBuddyPoolsMalloc.so: the pools behind the process's malloc (LD_PRELOAD or linked).
+        .library(name: "BuddyPoolsMalloc", type: .dynamic, targets: ["CBuddyPoolsMalloc"]),
         .executable(name: "buddypools", targets: ["buddypools"]),
         .executable(name: "buddypools-bench", targets: ["BuddyBench"]),
         .executable(name: "buddypools-count", targets: ["InstructionCount"]),
@@ -45,6 +47,8 @@ let package = Package(
         .target(name: "CBuddyPools"),
         // The C API: buddypools_malloc and friends over the process's pool set, with C names and errno.
         .target(name: "BuddyPoolsC", dependencies: ["MemoryPools", "BuddyConfig", "BuddySystem", "CBuddyPools"]),
+        // malloc, free and the rest of the family in C, over the C API (docs/malloc.md).
+        .target(name: "CBuddyPoolsMalloc", dependencies: ["CNuma", "CBuddyPools", "BuddyPoolsC"], linkerSettings: [.linkedLibrary("dl")]),
         // Optional adapters: pool gauges and counters for swift-metrics, diagnostics for swift-log.
         .target(
             name: "BuddyPoolsMetrics",

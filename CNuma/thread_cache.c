@@ -35,6 +35,8 @@ int cnuma_heavy_barrier(void) {
 
 int cnuma_fork_generation_counter = 0;
 
+void (*cnuma_allocator_reentry_guard)(int entering) = 0;
+
 static void cnuma_after_fork_in_child(void) {
     cnuma_thread_cache_root = (void *)cnuma_empty_cache_root;
     __atomic_add_fetch(&cnuma_fork_generation_counter, 1, __ATOMIC_RELAXED);

@@ -118,6 +118,15 @@ static inline void *cnuma_empty_thread_cache_root(void) { return (void *)cnuma_e
 static inline void *cnuma_no_thread_cache(void) { return (void *)cnuma_no_cache; }
 static inline void cnuma_set_thread_cache(void *root) { cnuma_thread_cache_root = root; }
 
+/* Set by a malloc interposer (libBuddyPoolsMalloc's constructor): called with 1 before and 0
+ * after work the library does outside any malloc call (a thread's exit hands its caches back),
+ * so that work's own allocations and frees do not re-enter the pools it is changing. */
+extern void (*cnuma_allocator_reentry_guard)(int entering);
+static inline void cnuma_guard_allocator(int entering) {
+    void (*guard)(int) = cnuma_allocator_reentry_guard;
+    if (guard) guard(entering);
+}
+
 /// Keeps the compiler from moving memory accesses across this point; emits no instruction.
 /// Paired with cnuma_heavy_barrier() on the other side it orders like a full fence.
 static inline void cnuma_compiler_barrier(void) { __asm__ __volatile__("" ::: "memory"); }

@@ -161,6 +161,10 @@ enum ThreadCacheRoot {
 
     /// Returns every cached block to its pool (if the pool still exists) and frees the caches.
     static func threadExited(root: UnsafeMutablePointer<Slot>) {
+        // Under a malloc interposer this runs outside any malloc call, holding pool locks while
+        // it allocates: those allocations must go around the pools.
+        FastPathAccessors.guardAllocator(entering: true)
+        defer { FastPathAccessors.guardAllocator(entering: false) }
         let none = FastPathAccessors.noThreadCache
         for index in 0..<FastPathAccessors.cacheIndexCount where root[index] != none {
             let cache = root[index].assumingMemoryBound(to: ThreadCache.self)

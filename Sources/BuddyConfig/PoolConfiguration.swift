@@ -46,6 +46,15 @@ public struct PoolConfiguration: Sendable, Equatable {
     public var lends: Bool?
     /// What creation does with the sampled placement of the pool's pages (`placement=`).
     public var placementCheck: PlacementCheck = .check
+    /// Whether a fork child keeps the pool: its memory inherited copy-on-write and usable there
+    /// (a process's malloc heap needs this: shells and Python's subprocess fork without exec).
+    /// Off by default: regions are MADV_DONTFORK, so fork stays cheap, a child never
+    /// copy-on-writes hugetlb pages, and the child's pools refuse requests.
+    public var keptAcrossFork = false
+    /// Whether creation populates the pool's pages. Hugetlb pages are always populated (their
+    /// reservation is what makes them safe); base and transparent pages may instead fault in on
+    /// first touch, which a malloc heap inherited by every child process needs.
+    public var populatedAtCreation = true
 
     /// What a pool does with freed memory.
     public enum Zeroing: String, Sendable, Equatable, CaseIterable {

@@ -11,6 +11,7 @@ let mallocAlignment = 16
 @_cdecl("buddypools_malloc")
 public func buddypools_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
     let heap = ProcessHeap.shared
+    if let pointer = heap.quickAllocate(size, alignment: mallocAlignment) { return pointer }
     return heap.allocate(size, alignment: mallocAlignment, from: heap.servingPool, fallsBack: true)
 }
 
@@ -136,4 +137,11 @@ public func buddypools_aligned_alloc_in(_ handle: OpaquePointer?, _ alignment: I
 public func buddypools_pool_of(_ pointer: UnsafeRawPointer?) -> UnsafePointer<CChar>? {
     guard let pointer else { return nil }
     return ProcessHeap.shared.cName(holding: pointer)
+}
+
+/// Builds the process's pools now (the malloc library's constructor calls it before the
+/// program runs). Not in buddypools.h: C callers get the pools on their first call.
+@_cdecl("buddypools_heap_start")
+public func buddypools_heap_start() {
+    _ = ProcessHeap.shared
 }

@@ -21,6 +21,11 @@ final class ProcessHeap: Sendable {
     /// The pool `BUDDYPOOLS_MALLOC` names; nil: the pool of the calling CPU's node.
     let named: MemoryPool?
     let fallback: MallocFallback
+    /// The set's one pool, when it has one: no CPU lookup per call, and every pool address is
+    /// its (nothing to lend to). unowned(unsafe): the set keeps it alive for the process's life,
+    /// and a pool's retain count lives in a side table (it is weakly referenced), so a retain
+    /// per malloc cost more than the allocation (perf, Python under LD_PRELOAD).
+    let onlyPool: Unmanaged<MemoryPool>?
     /// Each pool's name as a C string for `buddypools_pool_of`, by position in `set.pools`.
     /// Never freed: callers may keep the pointers.
     private let cNames: [UInt]
@@ -39,14 +44,22 @@ final class ProcessHeap: Sendable {
         self.fallback = fallback
         let set: PoolSet?
         do {
-            set = try PoolSet(environment: environment)
+            let defaults = environment["BUDDYPOOLS"] == nil
+            set = try PoolSet(environment: environment) { Self.heapConfiguration(&$0, defaults: defaults) }
         } catch {
             // A malloc cannot throw: say why once and start on the default pools.
             Self.report("BUDDYPOOLS is invalid (\(error)); using the default pools")
-            set = try? PoolSet(environment: environment.filter { !$0.key.hasPrefix("BUDDYPOOLS") })
+            set = try? PoolSet(environment: environment.filter { !$0.key.hasPrefix("BUDDYPOOLS") }) { Self.heapConfiguration(&$0, defaults: true) }
         }
         if set == nil { Self.report("no pool could be created; every request goes to the fallback (\(fallback.rawValue))") }
         self.set = set
+        // Frees of the malloc library tell pool memory from the system's by these ranges.
+        for pool in set?.pools ?? [] {
+            for region in pool.regions {
+                let start = UInt(bitPattern: region.baseAddress)
+                cbuddypools_add_range(start, start + UInt(region.byteCount))
+            }
+        }
         var named: MemoryPool?
         if let value = environment["BUDDYPOOLS_MALLOC"], value != "local" {
             named = set?[value]
@@ -55,7 +68,24 @@ final class ProcessHeap: Sendable {
             }
         }
         self.named = named
+        onlyPool = set.flatMap { $0.pools.count == 1 && named == nil ? Unmanaged.passUnretained($0.pools[0]) : nil }
         cNames = (set?.pools ?? []).map { UInt(bitPattern: strdup($0.name)) }
+    }
+
+    /// One line on stderr (write(2): no stdio state shared with the program).
+    /// What a process's heap needs of every pool: kept across fork (a shell or Python's
+    /// subprocess forks and goes on allocating and freeing what the parent made), its base and
+    /// transparent pages left to fault in (every child process of a preloaded program makes its
+    /// own pools; populating each at startup would cost time and memory it may never use), and
+    /// no placement sampling of pages that are not there yet. The default pools use
+    /// transparent hugepages: a fork child's copy-on-write of private hugetlb pages needs spare
+    /// reserved pages, and without them the kernel kills the child (`page=2M` in BUDDYPOOLS
+    /// still asks for them).
+    static func heapConfiguration(_ configuration: inout PoolConfiguration, defaults: Bool) {
+        if defaults { configuration.pageSize = .transparent }
+        configuration.keptAcrossFork = true
+        configuration.populatedAtCreation = false
+        if !configuration.pageSize.isHugetlb { configuration.placementCheck = .off }
     }
 
     /// One line on stderr (write(2): no stdio state shared with the program).
@@ -64,8 +94,19 @@ final class ProcessHeap: Sendable {
         line.withUTF8 { bytes in _ = write(STDERR_FILENO, bytes.baseAddress, bytes.count) }
     }
 
+    /// The pool holding a pointer, from a search of the set (more than one pool).
+    func holder(of pointer: UnsafeMutableRawPointer) -> MemoryPool? { set?.pool(holding: pointer) }
+
+    /// The fast path of a set with one pool and no BUDDYPOOLS_MALLOC: an object or a cached
+    /// block, with no retain of the pool; nil sends the caller to `allocate`.
+    @inline(__always)
+    func quickAllocate(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        guard let onlyPool, byteCount > 0 else { return nil }
+        return onlyPool._withUnsafeGuaranteedRef { try? $0.allocate(byteCount: byteCount, alignment: alignment) }
+    }
+
     /// The pool that serves `buddypools_malloc` on this thread now.
-    var servingPool: MemoryPool? { named ?? set?.localPool }
+    var servingPool: MemoryPool? { named ?? onlyPool?.takeUnretainedValue() ?? set?.localPool }
 
     /// The pools to try after `first` ran dry, nearest node first.
     func others(after first: MemoryPool) -> [MemoryPool] {
@@ -92,6 +133,9 @@ final class ProcessHeap: Sendable {
         }
         let bytes = max(byteCount, 1)  // malloc(0) is a unique pointer
         if let pool {
+            // The inlined fast path first (a thread's magazine or object heap); the Result
+            // path only when it fails, for the reason.
+            if let pointer = try? pool.allocate(byteCount: bytes, alignment: alignment) { return pointer }
             switch pool.tryAllocate(byteCount: bytes, alignment: alignment) {
             case .success(let pointer): return pointer
             case .failure(let error):
@@ -122,23 +166,27 @@ final class ProcessHeap: Sendable {
         }
     }
 
+    /// glibc's own allocator (never an interposer, so the malloc library cannot recurse).
     static func systemAllocate(_ bytes: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        if alignment <= 16 { return malloc(bytes) }
-        var result: UnsafeMutableRawPointer?
-        let status = posix_memalign(&result, max(alignment, MemoryLayout<UnsafeRawPointer>.size), bytes)
-        if status != 0 { errno = status }
-        return status == 0 ? result : nil
+        let pointer = alignment <= 16 ? cbuddypools_system_malloc(bytes) : cbuddypools_system_memalign(alignment, bytes)
+        if pointer == nil { errno = ENOMEM }
+        return pointer
     }
 
     /// Frees a pointer of any pool of the set; a pointer of none goes to the system's free when
     /// the fallback may have made it, and otherwise stops the process.
     func free(_ pointer: UnsafeMutableRawPointer) {
-        if let pool = set?.pool(holding: pointer) {
+        if let onlyPool {
+            if cbuddypools_in_pool_range(pointer) != 0 {
+                onlyPool._withUnsafeGuaranteedRef { $0.deallocate(pointer) }
+                return
+            }
+        } else if let pool = holder(of: pointer) {
             pool.deallocate(pointer)
             return
         }
         guard fallback == .fail else {
-            Glibc.free(pointer)
+            cbuddypools_system_free(pointer)
             return
         }
         Self.report("buddypools_free(0x\(String(UInt(bitPattern: pointer), radix: 16))): foreign pointer: not memory of any BuddyPools pool")
@@ -147,7 +195,10 @@ final class ProcessHeap: Sendable {
 
     /// The bytes a block holds, from its pool or the system's malloc.
     func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
-        if let pool = set?.pool(holding: pointer) { return pool.allocatedSize(of: pointer) ?? 0 }
+        if let onlyPool, cbuddypools_in_pool_range(pointer) != 0 {
+            return onlyPool._withUnsafeGuaranteedRef { $0.allocatedSize(of: pointer) } ?? 0
+        }
+        if let pool = holder(of: pointer) { return pool.allocatedSize(of: pointer) ?? 0 }
         return fallback == .fail ? 0 : cbuddypools_system_usable_size(pointer)
     }
 }

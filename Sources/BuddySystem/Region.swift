@@ -45,10 +45,14 @@ public final class Region: Sendable, CustomStringConvertible {
     ///   - checkHugepagesFirst: compare per-node free hugepage counts before mapping (the default).
     ///     false trusts the kernel alone: MADV_POPULATE_WRITE's EFAULT is then the only guard
     ///     against binding to a node without hugepages (it still never SIGBUSes).
+    ///   - inheritedByFork: leave out MADV_DONTFORK, so a fork child has the region copy-on-write.
+    ///   - populate: false leaves base and transparent pages to fault in on first touch
+    ///     (hugetlb and locked regions are always populated).
     public init(
         label: String = "region", byteCount: Int, nodes: NodeSet, policy: PlacementPolicy = .bind,
         pageSize: PageSize = .huge2M, strictPageSize: Bool = false, locked: Bool = false,
-        alignment: Int = 2 << 20, topology: NUMATopology? = nil, checkHugepagesFirst: Bool = true
+        alignment: Int = 2 << 20, topology: NUMATopology? = nil, checkHugepagesFirst: Bool = true,
+        inheritedByFork: Bool = false, populate: Bool = true
     ) throws(SystemError) {
         guard byteCount > 0 else {
             throw SystemError(.invalidArgument, call: "region size check", advice: "a region needs a size above zero")
@@ -77,7 +81,8 @@ public final class Region: Sendable, CustomStringConvertible {
             }
             return try Self.mapAndPopulate(
                 byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate,
-                alignment: max(alignment, candidate.bytes), topology: machine, label: label)
+                alignment: max(alignment, candidate.bytes), topology: machine, label: label,
+                inheritedByFork: inheritedByFork, populate: populate || locked || candidate.isHugetlb)
         }
         var notes = mapped.notes
         if locked {
@@ -155,7 +160,7 @@ public final class Region: Sendable, CustomStringConvertible {
     /// Maps one attempt at `pageSize`; on any failure nothing stays mapped.
     private static func mapAndPopulate(
         byteCount: Int, nodes: NodeSet, policy: PlacementPolicy, pageSize: PageSize, alignment: Int,
-        topology: NUMATopology, label: String
+        topology: NUMATopology, label: String, inheritedByFork: Bool, populate: Bool
     ) throws(SystemError) -> (base: UnsafeMutableRawPointer, notes: [String]) {
         var notes: [String] = []
         let reservation: UnsafeMutableRawPointer
@@ -202,11 +207,14 @@ public final class Region: Sendable, CustomStringConvertible {
             // Without the advice THP follows the system setting: the region still works, on other pages.
             notes.append("\(error)")
         }
-        // Regions are not inherited: fork stays cheap and a child never copy-on-writes hugetlb pages.
-        if case .failure(let error) = MemoryCalls.advise(base, byteCount, .dontFork) {
+        // Regions are not inherited (unless asked): fork stays cheap and a child never
+        // copy-on-writes hugetlb pages.
+        if !inheritedByFork, case .failure(let error) = MemoryCalls.advise(base, byteCount, .dontFork) {
             throw fail(error.explained(advice: "pool memory must not be inherited across fork"))
         }
 
+        // Base and transparent pages may be left to fault in (never hugetlb or locked ones).
+        guard populate else { return (base, notes + ["not populated: pages fault in on first touch"]) }
         switch PagePopulation.populate(base, byteCount: byteCount, pageSize: pageSize) {
         case .populated:
             break

@@ -53,6 +53,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     private let metadata: MetadataBuffer
     /// The fork generation the pool was made in; in a later one (a fork child) it is unusable.
     let forkGeneration: Int
+    let keptAcrossFork: Bool
     let topology: NUMATopology
     /// The lending group the pool belongs to, set by `PoolSet`.
     let lending = Mutex<LendingGroupReference>(LendingGroupReference())
@@ -105,7 +106,8 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
                 let region = try Region(
                     label: "pool \(configuration.name)", byteCount: bytes, nodes: regionNodes, policy: configuration.policy,
                     pageSize: configuration.pageSize, strictPageSize: configuration.strictPageSize,
-                    locked: configuration.locked, alignment: geometry.superblockSize, topology: topology)
+                    locked: configuration.locked, alignment: geometry.superblockSize, topology: topology,
+                    inheritedByFork: configuration.keptAcrossFork, populate: configuration.populatedAtCreation)
                 regions.append(region)
                 managed.append(try ManagedRegion(region: region, geometry: geometry, homePoolID: id))
             }
@@ -170,6 +172,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         self.scrubs = configuration.zeroing != .none || configuration.poison
         self.topology = topology
         self.forkGeneration = PoolRegistry.forkGeneration
+        keptAcrossFork = configuration.keptAcrossFork
         let runCacheBudget = configuration.cache.enabled
             ? configuration.cache.budgets(poolCapacity: configuration.capacity, cpus: max(1, (configuration.cpus ?? topology.allowedCPUs).count)).runs
             : 0
@@ -276,7 +279,9 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     public var isLocked: Bool { configuration.locked }
 
     /// Whether this process is a fork child of the process that made the pool.
-    var isForkedChild: Bool { PoolRegistry.forkGeneration != forkGeneration }
+    /// In a fork child, pools made before the fork refuse requests and ignore frees, unless
+    /// they are kept across fork (`keptAcrossFork`): then the child's copy is its own pool.
+    var isForkedChild: Bool { !keptAcrossFork && PoolRegistry.forkGeneration != forkGeneration }
 
     public var description: String {
         "pool '\(name)': \(formatBytes(capacity)) on nodes \(nodes), \(regions.first?.pageSize.description ?? "?"), priority \(priority)"

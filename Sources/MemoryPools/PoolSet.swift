@@ -41,6 +41,15 @@ public final class PoolSet: Sendable, Sequence {
         try self.init(configurations: configurations, topology: topology)
     }
 
+    /// Builds pools from the environment with `adjust` applied to each configuration first (the
+    /// C API's malloc heap keeps its pools across fork and lets their pages fault in).
+    public convenience init(environment: [String: String], adjusting adjust: (inout PoolConfiguration) -> Void) throws(ConfigurationError) {
+        let topology = try Self.currentTopology()
+        var configurations = try ConfigurationResolver.resolve(environment: environment, topology: topology)
+        for index in configurations.indices { adjust(&configurations[index]) }
+        try self.init(configurations: configurations, topology: topology)
+    }
+
     /// Builds pools from configurations made in code.
     public init(configurations: [PoolConfiguration], topology: NUMATopology? = nil) throws(ConfigurationError) {
         let machine: NUMATopology

@@ -150,22 +150,24 @@ static void threads_free_each_other(void) {
     }
 }
 
-// fork without exec: pools made before a fork are not the child's (their memory is not mapped
-// there, MADV_DONTFORK), so the child's requests go to the fallback (the system's malloc) and
-// its frees of the parent's blocks do nothing; the parent's blocks are untouched.
+// fork without exec: the process heap's pools are kept across fork (copy-on-write, as the
+// system's malloc is), so the child allocates from its copy of the pools, writes to and frees the
+// parent's block in that copy, and the parent's block is untouched.
 static void fork_child(void) {
     unsigned char *parent = buddypools_malloc(100000);
     memset(parent, 1, 100000);
     pid_t child = fork();
     if (child == 0) {
         int bad = 0;
+        if (parent[0] != 1 || parent[99999] != 1) bad++;
+        memset(parent, 2, 100000);  // the child's copy only
+        buddypools_free(parent);    // a real free in the child's copy of the pool
         for (int i = 0; i < 1000; i++) {
             unsigned char *block = buddypools_malloc((size_t)(i * 37 % 5000) + 1);
-            if (!block || from_pool(block)) { bad++; continue; }
+            if (!block || !from_pool(block)) { bad++; continue; }
             block[0] = 1;
             buddypools_free(block);
         }
-        buddypools_free(parent);  // a no-op in the child
         _exit(bad == 0 ? 0 : 3);
     }
     int status = 0;

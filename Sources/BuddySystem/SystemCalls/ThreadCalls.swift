@@ -69,6 +69,9 @@ package enum FastPathAccessors {
 
     @inlinable @inline(__always)
     package static func setThreadCacheRoot(_ root: UnsafeMutableRawPointer) { cnuma_set_thread_cache(root) }
+    /// Tells a malloc interposer (if one is installed) that the library's own work starts (true)
+    /// or ends: its allocations in between must not re-enter the pools.
+    package static func guardAllocator(entering: Bool) { cnuma_guard_allocator(entering ? 1 : 0) }
 
     /// The root a thread has before it makes a cache (read-only: every slot is `noThreadCache`).
     package static var emptyThreadCacheRoot: UnsafeMutableRawPointer { cnuma_empty_thread_cache_root().unsafelyUnwrapped }

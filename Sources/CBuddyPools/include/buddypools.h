@@ -16,9 +16,11 @@
  * not the system's malloc either) handed out stops the process with a message naming the
  * pool and the address, as Swift's MemoryPool.deallocate does.
  *
- * fork: pools made before a fork are not the child's (their memory is not mapped there): in the
- * child, requests go to the fallback (with `next` or `system`, the system's malloc; with `fail`,
- * NULL and ENOMEM) and frees of the parent's blocks do nothing. Call exec, or allocate after it.
+ * fork: the pools of this heap are kept across fork, copy-on-write like the system's malloc;
+ * the child's copy is its own: it may free and reuse the parent's blocks without touching the
+ * parent's memory. The default pools use transparent hugepages; pools of hugetlb pages asked for
+ * in BUDDYPOOLS (page=2M, page=1G) are kept too, but a child's write to one needs a free
+ * hugepage beyond the pool's reservation, and without one the kernel kills the child (SIGBUS).
  *
  * Every function is thread-safe. Requests of up to 3840 bytes are objects cut from slabs; larger
  * ones are buddy blocks (a power of two from 4 KiB) or runs of superblocks.

@@ -1,0 +1,34 @@
+/*
+ * buddypools_malloc.h: libBuddyPoolsMalloc.so puts the pools behind the process's malloc.
+ *
+ *   LD_PRELOAD=/path/to/libBuddyPoolsMalloc.so program
+ *
+ * malloc, free, calloc, realloc, reallocarray, aligned_alloc, posix_memalign, memalign, valloc,
+ * pvalloc and malloc_usable_size (and so C++ new/delete and Swift's allocations) are served by
+ * buddypools_malloc and friends (buddypools.h), configured by BUDDYPOOLS, BUDDYPOOLS_MALLOC and
+ * BUDDYPOOLS_MALLOC_FALLBACK. docs/malloc.md says what is served from where and when.
+ */
+#ifndef BUDDYPOOLS_MALLOC_H
+#define BUDDYPOOLS_MALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Counters of the library since the process started (for tests and diagnostics). */
+typedef struct buddypools_malloc_counters {
+    size_t pool_calls;       /* requests the pools answered (or their fallback) */
+    size_t bootstrap_calls;  /* requests served by glibc before the pools were ready or from inside the library */
+    size_t deferred_frees;   /* pool frees met inside the library and run after it returned */
+    size_t lost_frees;       /* such frees beyond the per-thread list (leaked, never reused) */
+} buddypools_malloc_counters;
+
+buddypools_malloc_counters buddypools_malloc_statistics(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

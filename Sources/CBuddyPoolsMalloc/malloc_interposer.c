@@ -1,0 +1,188 @@
+// The process's malloc family, in C: the dynamic loader runs the Swift runtime's constructors
+// (which allocate) before any Swift code of ours may run, and the pool code allocates through
+// malloc itself. So:
+//  - before this library's constructor has run, and on a thread already inside the library
+//    (a per-thread guard), requests go to glibc's own allocator (__libc_malloc): the bootstrap;
+//  - otherwise to buddypools_malloc and friends (BuddyPoolsC, Swift), with the guard set;
+//  - a free goes to the pools when the address is in a pool's range (a lock-free table the
+//    Swift side fills when it makes the pools), else to glibc. A pool free met inside the
+//    library (the pool may hold its lock) is deferred to the end of the outer call.
+#define _GNU_SOURCE
+#include "buddypools.h"
+#include "buddypools_malloc.h"
+#include "buddypools_shim.h"
+#include "CNuma.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+extern size_t (*cbuddypools_next_usable_size)(void *);
+extern void buddypools_heap_start(void);  // BuddyPoolsC: builds the process's pools
+
+static _Atomic int ready = 0;
+// Initial-exec TLS: the library is preloaded or linked, never dlopen'ed late, and the general
+// model's __tls_get_addr call showed in every malloc.
+#define FAST_TLS __thread __attribute__((tls_model("initial-exec")))
+static FAST_TLS int inside = 0;
+enum { DEFERRED = 64 };
+static FAST_TLS void *deferred[DEFERRED];
+static FAST_TLS int deferred_count = 0;
+static _Atomic size_t pool_calls, bootstrap_calls, deferred_frees, lost_frees;
+
+static void leave(void);
+
+// Work of the library outside any malloc call (a thread's exit): allocations go around it.
+static void reentry_guard(int entering) {
+    if (entering) inside = 1;
+    else leave();
+}
+
+// After the libraries this one needs (the Swift runtime among them) are initialized.
+__attribute__((constructor)) static void buddypools_malloc_start(void) {
+    inside = 1;
+    cbuddypools_next_usable_size = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    cnuma_allocator_reentry_guard = reentry_guard;
+    // The pools are made now, before the program runs: made on its first malloc, they could be
+    // asked for from inside the Swift runtime's own once-only sections, which making them needs
+    // too (a deadlock seen with a Swift program).
+    buddypools_heap_start();
+    inside = 0;
+    atomic_store(&ready, 1);
+}
+
+static inline int use_pools(void) {
+    return !inside && atomic_load_explicit(&ready, memory_order_acquire);
+}
+
+static inline void enter(void) { inside = 1; }
+
+static void leave(void) {
+    // Frees met inside run now, outside every lock of the library.
+    while (deferred_count > 0) {
+        void *pointer = deferred[--deferred_count];
+        buddypools_free(pointer);
+    }
+    inside = 0;
+}
+
+static inline void count(_Atomic size_t *counter) { atomic_fetch_add_explicit(counter, 1, memory_order_relaxed); }
+
+void *malloc(size_t size) {
+    if (!use_pools()) { count(&bootstrap_calls); return __libc_malloc(size); }
+    enter();
+    void *pointer = buddypools_malloc(size);
+    leave();
+    count(&pool_calls);
+    return pointer;
+}
+
+void free(void *pointer) {
+    if (!pointer) return;
+    if (!cbuddypools_in_pool_range(pointer)) { __libc_free(pointer); return; }
+    if (inside) {
+        if (deferred_count < DEFERRED) { deferred[deferred_count++] = pointer; count(&deferred_frees); }
+        else count(&lost_frees);
+        return;
+    }
+    enter();
+    buddypools_free(pointer);
+    leave();
+}
+
+void *calloc(size_t count_, size_t size) {
+    if (!use_pools()) { count(&bootstrap_calls); return __libc_calloc(count_, size); }
+    enter();
+    void *pointer = buddypools_calloc(count_, size);
+    leave();
+    count(&pool_calls);
+    return pointer;
+}
+
+void *realloc(void *pointer, size_t size) {
+    if (pointer && !cbuddypools_in_pool_range(pointer)) {
+        // A block of glibc's (the bootstrap, or the fallback): it stays glibc's.
+        return __libc_realloc(pointer, size);
+    }
+    if (!use_pools()) {
+        if (!pointer) { count(&bootstrap_calls); return __libc_malloc(size); }
+        // A pool block grown from inside the library: copy it to glibc memory, defer its free.
+        size_t held = buddypools_malloc_usable_size(pointer);
+        void *moved = size ? __libc_malloc(size) : NULL;
+        if (size && !moved) return NULL;
+        if (moved) memcpy(moved, pointer, held < size ? held : size);
+        free(pointer);
+        return moved;
+    }
+    enter();
+    void *moved = buddypools_realloc(pointer, size);
+    leave();
+    count(&pool_calls);
+    return moved;
+}
+
+void *reallocarray(void *pointer, size_t count_, size_t size) {
+    size_t bytes;
+    if (__builtin_mul_overflow(count_, size, &bytes)) { errno = ENOMEM; return NULL; }
+    return realloc(pointer, bytes);
+}
+
+static void *aligned(size_t alignment, size_t size) {
+    if (!use_pools()) { count(&bootstrap_calls); return __libc_memalign(alignment, size); }
+    enter();
+    void *pointer = buddypools_aligned_alloc(alignment, size);
+    leave();
+    count(&pool_calls);
+    return pointer;
+}
+
+void *aligned_alloc(size_t alignment, size_t size) {
+    if (alignment == 0 || (alignment & (alignment - 1))) { errno = EINVAL; return NULL; }
+    return aligned(alignment, size);
+}
+
+void *memalign(size_t alignment, size_t size) {
+    if (alignment == 0 || (alignment & (alignment - 1))) { errno = EINVAL; return NULL; }
+    return aligned(alignment, size);
+}
+
+int posix_memalign(void **result, size_t alignment, size_t size) {
+    if (alignment < sizeof(void *) || (alignment & (alignment - 1))) return EINVAL;
+    int saved = errno;
+    void *pointer = aligned(alignment, size);
+    if (!pointer) { int error = errno ? errno : ENOMEM; errno = saved; return error; }
+    *result = pointer;
+    return 0;
+}
+
+void *valloc(size_t size) { return aligned((size_t)sysconf(_SC_PAGESIZE), size); }
+
+void *pvalloc(size_t size) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (size > SIZE_MAX - page) { errno = ENOMEM; return NULL; }
+    return aligned(page, size ? (size + page - 1) & ~(page - 1) : page);
+}
+
+size_t malloc_usable_size(void *pointer) {
+    if (!pointer) return 0;
+    if (!cbuddypools_in_pool_range(pointer)) return cbuddypools_system_usable_size(pointer);
+    if (inside) return buddypools_malloc_usable_size(pointer);
+    enter();
+    size_t held = buddypools_malloc_usable_size(pointer);
+    leave();
+    return held;
+}
+
+buddypools_malloc_counters buddypools_malloc_statistics(void) {
+    buddypools_malloc_counters counters = {
+        atomic_load(&pool_calls), atomic_load(&bootstrap_calls), atomic_load(&deferred_frees), atomic_load(&lost_frees)};
+    return counters;
+}
