@@ -1,3 +1,4 @@
+import BuddySystem
 import Glibc
 import MemoryPools
 
@@ -137,6 +138,20 @@ public func buddypools_aligned_alloc_in(_ handle: OpaquePointer?, _ alignment: I
 public func buddypools_pool_of(_ pointer: UnsafeRawPointer?) -> UnsafePointer<CChar>? {
     guard let pointer else { return nil }
     return ProcessHeap.shared.cName(holding: pointer)
+}
+
+@_cdecl("buddypools_prepare_thread")
+public func buddypools_prepare_thread() -> Int32 {
+    guard let set = ProcessHeap.shared.set else {
+        errno = ENOMEM
+        return -1
+    }
+    // The preparation allocates (statistics, the thread's caches): under the malloc library
+    // those requests must go around the pools, as any made from inside the library do.
+    FastPathAccessors.guardAllocator(entering: true)
+    defer { FastPathAccessors.guardAllocator(entering: false) }
+    for pool in set.pools { pool.prepareCurrentThread() }
+    return 0
 }
 
 /// Builds the process's pools now (the malloc library's constructor calls it before the

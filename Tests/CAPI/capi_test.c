@@ -108,6 +108,10 @@ static void named_pools(void) {
     int local = 0;
     CHECK(buddypools_pool_of(&local) == NULL, "a stack address is in no pool");
     CHECK(buddypools_pool_of(NULL) == NULL, "NULL is in no pool");
+    CHECK(buddypools_prepare_thread() == 0, "prepare_thread with pools: 0");
+    void *after_prepare = buddypools_malloc(24);
+    CHECK(after_prepare && from_pool(after_prepare), "a prepared thread allocates from a pool");
+    buddypools_free(after_prepare);
 }
 
 // Threads that free each other's blocks: each allocates into its slot ring, the next frees.

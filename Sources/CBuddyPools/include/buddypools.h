@@ -61,6 +61,12 @@ void *buddypools_aligned_alloc_in(buddypools_pool_t pool, size_t alignment, size
  * or NULL when no pool of the process does. The string lives as long as the process. */
 const char *buddypools_pool_of(const void *pointer);
 
+/* Prepares the calling thread for realtime use of every pool of the process's set (Swift's
+ * MemoryPool.prepareCurrentThread): its caches and object heaps made and every path run once.
+ * With locked pools (locked=1 in BUDDYPOOLS) the thread's later requests and frees then make no
+ * system call and take no page fault. Returns 0, or -1 with errno ENOMEM when there is no pool. */
+int buddypools_prepare_thread(void);
+
 #ifdef __cplusplus
 }
 #endif
