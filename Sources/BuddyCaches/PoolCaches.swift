@@ -33,6 +33,9 @@ package final class PoolCaches: @unchecked Sendable {
     /// Depot index for each CPU id; CPUs beyond the table or outside `cpus=` share the last depot.
     private let depotOfCPU: [Int]
     private let depotStorage: MetadataBuffer
+
+    /// Moves the depots to `nodes` (a migrating pool takes them along).
+    package func moveDepots(to nodes: NodeSet) -> Result<Void, SystemError> { depotStorage.move(to: nodes) }
     /// Caches of live threads and their grants. Lock order: this list, a thread's cache lock, a
     /// depot, the pool core.
     private let threadCaches = Mutex<ThreadList>(ThreadList())

@@ -31,6 +31,22 @@ struct ConfigurationKey: Sendable {
         self.apply = apply
     }
 
+    /// Why a node list cannot hold a pool on this machine, or nil.
+    static func refusal(of list: NodeSet, topology: NUMATopology) -> Outcome? {
+        for id in list {
+            guard let node = topology.node(id) else {
+                return .refused("nodes that exist (this machine has nodes \(topology.nodeIDs)); node \(id) does not")
+            }
+            guard !node.isMemoryless else {
+                return .refused("nodes with memory; node \(id) is memory-less (CPUs \(node.cpus) only), nodes with memory: \(topology.memoryNodes)")
+            }
+            guard topology.allowedNodes.contains(id) else {
+                return .refused("nodes this process's cpuset allows (\(topology.allowedNodes)); node \(id) is not allowed")
+            }
+        }
+        return nil
+    }
+
     static func named(_ name: some StringProtocol) -> ConfigurationKey? { all.first { $0.name == name } }
 
     static var names: String { all.map(\.name).joined(separator: ", ") }
@@ -49,23 +65,25 @@ struct ConfigurationKey: Sendable {
                 return .applied
             }
             guard let list = try? NodeSet(parsing: String(value)) else { return .malformed }
-            for id in list {
-                guard let node = topology.node(id) else {
-                    return .refused("nodes that exist (this machine has nodes \(topology.nodeIDs)); node \(id) does not")
-                }
-                guard !node.isMemoryless else {
-                    return .refused("nodes with memory; node \(id) is memory-less (CPUs \(node.cpus) only), nodes with memory: \(topology.memoryNodes)")
-                }
-                guard topology.allowedNodes.contains(id) else {
-                    return .refused("nodes this process's cpuset allows (\(topology.allowedNodes)); node \(id) is not allowed")
-                }
-            }
+            if let refusal = refusal(of: list, topology: topology) { return refusal }
             configuration.nodes = list
             return .applied
         },
         ConfigurationKey("policy", expects: PlacementPolicy.allCases.map(\.rawValue).joinedAsChoices) { value, configuration, _ in
             guard let policy = PlacementPolicy(rawValue: String(value)) else { return .malformed }
             configuration.policy = policy
+            return .applied
+        },
+        ConfigurationKey("weights", expects: "node:weight pairs like 0:3,1:1 (weights 1 to \(NodeWeights.maximumWeight))",
+                         continuesAcrossCommas: true) { value, configuration, topology in
+            let weights: NodeWeights
+            do {
+                weights = try NodeWeights(parsing: String(value))
+            } catch {
+                return .refused("node:weight pairs like 0:3,1:1; \(error)")
+            }
+            if let refusal = refusal(of: weights.nodes, topology: topology) { return refusal }
+            configuration.weights = weights
             return .applied
         },
         ConfigurationKey("page", expects: "\(PageSize.configurationTokens), with a trailing ! for strict (no fallback)") { value, configuration, _ in

@@ -75,7 +75,20 @@ package enum ConfigurationResolver {
             guard let bytes = SizeParser.parse(Substring(sizeOverride.token)) else { throw fail("size", SizeParser.expectation) }
             configuration.capacity = bytes
         }
-        if sources["nodes"] == nil { configuration.nodes = topology.memoryNodes }
+        if let weights = configuration.weights {
+            // weights=... makes the pool weighted; any other policy with them is a contradiction.
+            if sources["policy"] != nil, configuration.policy != .weighted {
+                throw fail("policy", "policy=weighted with weights (or no policy: weights imply it)")
+            }
+            configuration.policy = .weighted
+            if sources["nodes"] != nil, configuration.nodes != weights.nodes {
+                throw fail("nodes", "the nodes the weights name (\(weights.nodes)), or no nodes key: the weights place the pool")
+            }
+            configuration.nodes = weights.nodes
+        } else if configuration.policy == .weighted {
+            throw fail("policy", "weights=<node:weight,...> with policy=weighted, e.g. weights=0:3,1:1")
+        }
+        if sources["nodes"] == nil && configuration.weights == nil { configuration.nodes = topology.memoryNodes }
 
         let geometry: BuddyGeometry
         do {

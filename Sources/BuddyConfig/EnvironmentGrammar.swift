@@ -91,7 +91,7 @@ package enum EnvironmentGrammar {
             defer { offset += piece.count + 1 }
             if let last = result.last, let equals = last.text.firstIndex(of: "="),
                ConfigurationKey.named(last.text[..<equals])?.continuesAcrossCommas == true,
-               !piece.isEmpty, piece.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "-") }) {
+               !piece.isEmpty, piece.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "-" || $0 == ":") }) {
                 // Pieces share the body's indices: widen the previous field over the comma.
                 result[result.count - 1].text = body[last.text.startIndex..<piece.endIndex]
                 continue

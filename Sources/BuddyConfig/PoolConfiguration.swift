@@ -10,6 +10,9 @@ public struct PoolConfiguration: Sendable, Equatable {
     /// Nodes the memory comes from; empty means every node with memory in the cpuset.
     public var nodes: NodeSet = []
     public var policy: PlacementPolicy = .bind
+    /// Shares per node of a `weighted` pool (`weights=0:3,1:1`): its superblocks are bound to
+    /// these nodes in these proportions, and they are its nodes.
+    public var weights: NodeWeights?
     public var pageSize: PageSize = .huge2M
     /// Fail instead of falling back 1G -> 2M -> THP -> base.
     public var strictPageSize = false

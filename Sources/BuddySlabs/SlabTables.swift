@@ -18,7 +18,8 @@ package final class SlabTables: @unchecked Sendable {
     /// One table address per superblock (0: none yet), read by the object fast path.
     package let pointers: UnsafeMutablePointer<Atomic<UInt>>
     private let buffers = Mutex<[MetadataBuffer]>([])
-    private let nodes: NodeSet
+    /// Where new tables go: the region's nodes, changed by a migration.
+    private let nodes: Mutex<NodeSet>
     private let locked: Bool
     private let label: String
 
@@ -27,7 +28,7 @@ package final class SlabTables: @unchecked Sendable {
         self.superblockShift = superblockShift
         unitShift = min(SizeClasses.unitShift, superblockShift)
         units = 1 << (superblockShift - unitShift)
-        self.nodes = nodes
+        self.nodes = Mutex(nodes)
         self.locked = locked
         self.label = label
         pointers = .allocate(capacity: max(1, superblockCount))
@@ -48,6 +49,17 @@ package final class SlabTables: @unchecked Sendable {
         units * (MemoryLayout<SlabDescriptor>.stride + 2 * SlabDescriptor.wordsPerUnit * 8) + 64
     }
 
+    /// Moves every table made so far to `nodes`, and puts later ones there; the failures, if any.
+    package func moveTables(to nodes: NodeSet) -> [SystemError] {
+        self.nodes.locked { $0 = nodes }
+        return buffers.locked { buffers in
+            buffers.compactMap { buffer in
+                if case .failure(let error) = buffer.move(to: nodes) { return error }
+                return nil
+            }
+        }
+    }
+
     /// Bytes of all tables made so far.
     package var metadataBytes: Int { buffers.locked { $0.reduce(0) { $0 + $1.byteCount } } }
 
@@ -60,7 +72,7 @@ package final class SlabTables: @unchecked Sendable {
     /// The table of a superblock, made now if needed (pool lock held by the caller).
     package func tableOrCreate(superblock index: Int) -> UnsafeMutablePointer<SlabDescriptor>? {
         if let table = table(superblock: index) { return table }
-        guard let buffer = try? MetadataBuffer(byteCount: tableBytes, nodes: nodes, locked: locked, label: "\(label) slab table") else {
+        guard let buffer = try? MetadataBuffer(byteCount: tableBytes, nodes: nodes.locked { $0 }, locked: locked, label: "\(label) slab table") else {
             return nil
         }
         var offset = 0

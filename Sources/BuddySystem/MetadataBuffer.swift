@@ -57,6 +57,13 @@ package final class MetadataBuffer: @unchecked Sendable {
         return pointer + offset
     }
 
+    /// Moves the buffer's pages to the first of `nodes` and prefers it from now on (mbind with
+    /// MPOL_MF_MOVE; a migrating pool takes its metadata along).
+    package func move(to nodes: NodeSet) -> Result<Void, SystemError> {
+        guard let first = nodes.first, TopologyCalls.isNUMAAvailable else { return .success(()) }
+        return MemoryCalls.bind(pointer, byteCount, mode: PolicyMode.preferred, nodes: NodeSet([first]), flags: PolicyMode.moveFlag)
+    }
+
     deinit { Self.unmap(pointer, byteCount, label: "metadata buffer") }
 
     /// munmap with the failure reported: a deinit cannot throw, and nothing else refers to the range.

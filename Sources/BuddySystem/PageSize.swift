@@ -84,4 +84,10 @@ public enum PlacementPolicy: String, Sendable, CaseIterable, Codable {
     case preferred
     /// Round-robin page by page over the given nodes.
     case interleave
+    /// Superblocks spread over the nodes of `weights` in their proportions, each bound to its
+    /// node: placed by the pool, on any kernel.
+    case weighted
+
+    /// Whether the pages may come only from the pool's nodes (so loans from elsewhere are refused).
+    public var restrictsToNodes: Bool { self == .bind || self == .weighted }
 }

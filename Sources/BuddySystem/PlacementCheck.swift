@@ -35,7 +35,7 @@ package enum PlacementCheck {
     package static func checkCapacity(
         byteCount: Int, nodes: NodeSet, policy: PlacementPolicy, pageSize: PageSize, topology: NUMATopology
     ) throws(SystemError) {
-        let sourceNodes = policy == .bind ? nodes : topology.memoryNodes.union(nodes)
+        let sourceNodes = policy.restrictsToNodes ? nodes : topology.memoryNodes.union(nodes)
         switch pageSize {
         case .huge2M, .huge1G:
             guard byteCount % pageSize.bytes == 0 else {
@@ -70,7 +70,7 @@ package enum PlacementCheck {
                 throw SystemError(
                     .insufficientMemory, call: "free memory check",
                     advice: "nodes \(sourceNodes) have \(formatBytes(available)) available and the region needs \(formatBytes(byteCount)); "
-                        + (policy == .bind
+                        + (policy.restrictsToNodes
                             ? "binding there would end in the OOM killer, not an error: use fewer bytes, more nodes, or policy=preferred"
                             : "use fewer bytes"))
             }
@@ -80,7 +80,8 @@ package enum PlacementCheck {
     /// The mbind mode for a policy, and a note when the kernel forces a weaker one.
     package static func kernelMode(policy: PlacementPolicy, nodes: NodeSet, topology: NUMATopology) -> (mode: Int32, nodes: NodeSet, note: String?) {
         switch policy {
-        case .bind: return (PolicyMode.bind, nodes, nil)
+        // A weighted region binds each superblock to its one node (Region.bindWeighted).
+        case .bind, .weighted: return (PolicyMode.bind, nodes, nil)
         case .interleave: return (PolicyMode.interleave, nodes, nil)
         case .preferred:
             if nodes.count == 1 { return (PolicyMode.preferred, nodes, nil) }

@@ -1,5 +1,6 @@
 import BuddyCore
 import Glibc
+import Synchronization
 
 // Region: one mapping of one page size and placement, with the page-size fallback chain and
 // the steps of creation (reserve, map, mbind, advise, populate, lock) through the door.
@@ -27,8 +28,25 @@ public final class Region: Sendable, CustomStringConvertible {
     public let requestedPageSize: PageSize
     /// Each fallback step with its reason, in order; empty when the requested size was used.
     public let fallbacks: [PageSizeFallback]
-    public let nodes: NodeSet
-    public let policy: PlacementPolicy
+    /// Nodes the region's pages are placed on (after a migration, the nodes it moved to).
+    public var nodes: NodeSet { placement.locked { $0.nodes } }
+    public var policy: PlacementPolicy { placement.locked { $0.policy } }
+    /// The shares per node of a `weighted` region (nil for the other policies).
+    public var weights: NodeWeights? { placement.locked { $0.weights } }
+    /// Where the region is placed: set at creation, changed only by a migration.
+    private let placement: Mutex<Placement>
+
+    public struct Placement: Sendable, Equatable {
+        public var nodes: NodeSet
+        public var policy: PlacementPolicy
+        public var weights: NodeWeights?
+
+        package init(nodes: NodeSet, policy: PlacementPolicy, weights: NodeWeights?) {
+            self.nodes = nodes
+            self.policy = policy
+            self.weights = weights
+        }
+    }
     public let isLocked: Bool
     /// Remarks about how the request was carried out (e.g. mlock skipped for hugetlb).
     public let notes: [String]
@@ -48,11 +66,13 @@ public final class Region: Sendable, CustomStringConvertible {
     ///   - inheritedByFork: leave out MADV_DONTFORK, so a fork child has the region copy-on-write.
     ///   - populate: false leaves base and transparent pages to fault in on first touch
     ///     (hugetlb and locked regions are always populated).
+    ///   - weights: the shares of a `weighted` region (required with it, its nodes are `nodes`):
+    ///     each chunk of `alignment` bytes is bound to one node, in the order `NodeWeights.plan` gives.
     public init(
         label: String = "region", byteCount: Int, nodes: NodeSet, policy: PlacementPolicy = .bind,
         pageSize: PageSize = .huge2M, strictPageSize: Bool = false, locked: Bool = false,
         alignment: Int = 2 << 20, topology: NUMATopology? = nil, checkHugepagesFirst: Bool = true,
-        inheritedByFork: Bool = false, populate: Bool = true
+        inheritedByFork: Bool = false, populate: Bool = true, weights: NodeWeights? = nil
     ) throws(SystemError) {
         guard byteCount > 0 else {
             throw SystemError(.invalidArgument, call: "region size check", advice: "a region needs a size above zero")
@@ -71,16 +91,25 @@ public final class Region: Sendable, CustomStringConvertible {
         let machine: NUMATopology
         if let topology { machine = topology } else { machine = try NUMATopology.current() }
         let memoryNodes = try PlacementCheck.validate(nodes: nodes, policy: policy, topology: machine)
+        let shares = try Self.checkWeights(weights, policy: policy, nodes: memoryNodes)
 
         let (mapped, candidate, steps) = try Self.walkFallbacks(
             from: pageSize, strict: strictPageSize, label: label, byteCount: byteCount
         ) { candidate throws(SystemError) in
+            let chunk = max(alignment, candidate.bytes)
+            let runs = shares.map { Self.weightedRuns(byteCount: byteCount, chunk: chunk, weights: $0) }
             if checkHugepagesFirst || !candidate.isHugetlb {
-                try PlacementCheck.checkCapacity(
-                    byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate, topology: machine)
+                if let runs {
+                    for (node, bytes) in Self.bytesPerNode(runs) {
+                        try PlacementCheck.checkCapacity(byteCount: bytes, nodes: [node], policy: .bind, pageSize: candidate, topology: machine)
+                    }
+                } else {
+                    try PlacementCheck.checkCapacity(
+                        byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate, topology: machine)
+                }
             }
             return try Self.mapAndPopulate(
-                byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate,
+                byteCount: byteCount, nodes: memoryNodes, policy: policy, weightedRuns: runs, pageSize: candidate,
                 alignment: max(alignment, candidate.bytes), topology: machine, label: label,
                 inheritedByFork: inheritedByFork, populate: populate || locked || candidate.isHugetlb)
         }
@@ -99,19 +128,27 @@ public final class Region: Sendable, CustomStringConvertible {
         self.pageSize = candidate
         self.requestedPageSize = pageSize
         self.fallbacks = steps
-        self.nodes = memoryNodes
-        self.policy = policy
+        self.placement = Mutex(Placement(nodes: memoryNodes, policy: policy, weights: shares))
         self.isLocked = locked
         self.notes = notes
     }
 
     /// The page size a region would get, and the fallbacks on the way, without mapping anything.
     public static func predictPageSize(
-        byteCount: Int, nodes: NodeSet, policy: PlacementPolicy, pageSize: PageSize, strictPageSize: Bool, topology: NUMATopology
+        byteCount: Int, nodes: NodeSet, policy: PlacementPolicy, pageSize: PageSize, strictPageSize: Bool, topology: NUMATopology,
+        alignment: Int = 2 << 20, weights: NodeWeights? = nil
     ) throws(SystemError) -> (PageSize, [PageSizeFallback]) {
         let memoryNodes = try PlacementCheck.validate(nodes: nodes, policy: policy, topology: topology)
+        let shares = try checkWeights(weights, policy: policy, nodes: memoryNodes)
         let (_, size, steps) = try walkFallbacks(from: pageSize, strict: strictPageSize, label: nil, byteCount: byteCount) { candidate throws(SystemError) in
-            try PlacementCheck.checkCapacity(byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate, topology: topology)
+            if let shares {
+                let runs = weightedRuns(byteCount: byteCount, chunk: max(alignment, candidate.bytes), weights: shares)
+                for (node, bytes) in bytesPerNode(runs) {
+                    try PlacementCheck.checkCapacity(byteCount: bytes, nodes: [node], policy: .bind, pageSize: candidate, topology: topology)
+                }
+            } else {
+                try PlacementCheck.checkCapacity(byteCount: byteCount, nodes: memoryNodes, policy: policy, pageSize: candidate, topology: topology)
+            }
         }
         return (size, steps)
     }
@@ -140,6 +177,10 @@ public final class Region: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Records where a migration put the region's pages (the kernel's policy of the range was
+    /// set by the migration's mbind).
+    package func placementChanged(to new: Placement) { placement.locked { $0 = new } }
+
     deinit {
         // munmap also drops the mlock; nothing else refers to the range once the region is gone.
         Self.unmap(baseAddress, byteCount, label: label)
@@ -159,7 +200,7 @@ public final class Region: Sendable, CustomStringConvertible {
 
     /// Maps one attempt at `pageSize`; on any failure nothing stays mapped.
     private static func mapAndPopulate(
-        byteCount: Int, nodes: NodeSet, policy: PlacementPolicy, pageSize: PageSize, alignment: Int,
+        byteCount: Int, nodes: NodeSet, policy: PlacementPolicy, weightedRuns: [WeightedRun]?, pageSize: PageSize, alignment: Int,
         topology: NUMATopology, label: String, inheritedByFork: Bool, populate: Bool
     ) throws(SystemError) -> (base: UnsafeMutableRawPointer, notes: [String]) {
         var notes: [String] = []
@@ -192,10 +233,13 @@ public final class Region: Sendable, CustomStringConvertible {
 
         let (mode, bindNodes, modeNote) = PlacementCheck.kernelMode(policy: policy, nodes: nodes, topology: topology)
         if let modeNote { notes.append(modeNote) }
-        if topology.isNUMAAvailable, case .failure(let error) = MemoryCalls.bind(base, byteCount, mode: mode, nodes: bindNodes) {
-            throw fail(error.explained(
-                as: .invalidPlacement,
-                advice: "the kernel rejected the node set \(bindNodes); check `buddypools info` for the nodes with memory this cpuset allows"))
+        for run in weightedRuns ?? [WeightedRun(node: -1, offset: 0, byteCount: byteCount)] where topology.isNUMAAvailable {
+            let runNodes = run.node < 0 ? bindNodes : NodeSet([run.node])
+            if case .failure(let error) = MemoryCalls.bind(base + run.offset, run.byteCount, mode: mode, nodes: runNodes) {
+                throw fail(error.explained(
+                    as: .invalidPlacement,
+                    advice: "the kernel rejected the node set \(runNodes); check `buddypools info` for the nodes with memory this cpuset allows"))
+            }
         }
 
         let hugepageAdvice: MemoryAdvice? = switch pageSize {
@@ -235,5 +279,55 @@ public final class Region: Sendable, CustomStringConvertible {
             }
         }
         return (base, notes)
+    }
+}
+
+/// Weighted placement: which bytes of a region go to which node.
+extension Region {
+    /// Consecutive chunks bound to one node.
+    struct WeightedRun: Equatable {
+        let node: Int
+        let offset: Int
+        let byteCount: Int
+    }
+
+    /// The weights of a `weighted` region, checked against its policy and nodes.
+    static func checkWeights(_ weights: NodeWeights?, policy: PlacementPolicy, nodes: NodeSet) throws(SystemError) -> NodeWeights? {
+        switch (policy, weights) {
+        case (.weighted, nil):
+            throw SystemError(.invalidArgument, call: "weights check", advice: "policy weighted needs weights, e.g. weights=0:3,1:1")
+        case (.weighted, let weights?):
+            guard weights.nodes == nodes else {
+                throw SystemError(.invalidArgument, call: "weights check",
+                                  advice: "the weights name nodes \(weights.nodes) and the region nodes \(nodes); name the same nodes")
+            }
+            return weights
+        case (_, nil):
+            return nil
+        case (_, .some):
+            throw SystemError(.invalidArgument, call: "weights check", advice: "weights apply to policy weighted only (the policy is \(policy))")
+        }
+    }
+
+    /// The chunks of `chunk` bytes (the last one may be shorter) in `NodeWeights.plan` order,
+    /// merged where neighbours share a node.
+    static func weightedRuns(byteCount: Int, chunk: Int, weights: NodeWeights) -> [WeightedRun] {
+        let chunks = (byteCount + chunk - 1) / chunk
+        var runs: [WeightedRun] = []
+        for (index, node) in weights.plan(chunks: chunks).enumerated() {
+            let offset = index * chunk, bytes = min(chunk, byteCount - offset)
+            if let last = runs.last, last.node == node {
+                runs[runs.count - 1] = WeightedRun(node: node, offset: last.offset, byteCount: last.byteCount + bytes)
+            } else {
+                runs.append(WeightedRun(node: node, offset: offset, byteCount: bytes))
+            }
+        }
+        return runs
+    }
+
+    static func bytesPerNode(_ runs: [WeightedRun]) -> [(node: Int, bytes: Int)] {
+        var bytes: [Int: Int] = [:]
+        for run in runs { bytes[run.node, default: 0] += run.byteCount }
+        return bytes.keys.sorted().map { ($0, bytes[$0]!) }
     }
 }

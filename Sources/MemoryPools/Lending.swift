@@ -97,7 +97,7 @@ extension MemoryPool {
         var offers: [LoanOffer] = []
         for lender in group.pools where canBorrow(from: lender) {
             offers += lender.lendableSuperblocks().compactMap { slot, node in
-                if configuration.policy == .bind, !nodes.contains(node) { return nil }
+                if policy.restrictsToNodes, !nodes.contains(node) { return nil }
                 return LoanOffer(lender: lender, slot: slot, node: node, distance: distance(to: node))
             }
         }

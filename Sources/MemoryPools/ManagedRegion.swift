@@ -18,8 +18,11 @@ final class ManagedRegion: @unchecked Sendable {
     let geometry: BuddyGeometry
     /// The pool that created the region (it lends, the others borrow).
     let homePoolID: UInt32
-    /// Node of each superblock, sampled with move_pages after populating (-1: unknown).
-    let superblockNodes: [Int]
+    /// Node of each superblock, sampled with move_pages after populating and after a
+    /// migration (-1: unknown).
+    var superblockNodes: [Int] { sampledNodes.locked { $0 } }
+    func node(ofSuperblock index: Int) -> Int { sampledNodes.locked { $0[index] } }
+    private let sampledNodes: Mutex<[Int]>
     private let metadata: MetadataBuffer
     /// State bytes of every minimum block of the region.
     let states: UnsafeMutablePointer<Atomic<UInt8>>
@@ -48,7 +51,7 @@ final class ManagedRegion: @unchecked Sendable {
         for index in 0..<superblockCount { (owners + index).initialize(to: Atomic(homePoolID)) }
         slabTables = SlabTables(superblockCount: superblockCount, superblockShift: geometry.superblockShift, nodes: region.nodes,
                                 locked: region.isLocked, label: region.label)
-        superblockNodes = Self.sampleNodes(base: base, superblockCount: superblockCount, geometry: geometry)
+        sampledNodes = Mutex(Self.sampleNodes(base: base, superblockCount: superblockCount, geometry: geometry))
     }
 
     var addressRange: Range<UInt> { base..<(base + UInt(byteCount)) }
@@ -68,6 +71,20 @@ final class ManagedRegion: @unchecked Sendable {
 
     func owner(superblock index: Int) -> UInt32 { owners[index].load(ordering: .acquiring) }
     func setOwner(superblock index: Int, _ pool: UInt32) { owners[index].store(pool, ordering: .releasing) }
+
+    /// Samples every superblock's node again (after a migration).
+    func resampleNodes() {
+        let nodes = Self.sampleNodes(base: base, superblockCount: superblockCount, geometry: geometry)
+        sampledNodes.locked { $0 = nodes }
+    }
+
+    /// Moves the state bytes, owners and slab tables to `nodes` (best effort: the result says what failed).
+    func moveMetadata(to nodes: NodeSet) -> [SystemError] {
+        var failures: [SystemError] = []
+        if case .failure(let error) = metadata.move(to: nodes) { failures.append(error) }
+        failures += slabTables.moveTables(to: nodes)
+        return failures
+    }
 
     /// One move_pages call for the first page of every superblock (-1 where the kernel cannot say).
     private static func sampleNodes(base: UInt, superblockCount: Int, geometry: BuddyGeometry) -> [Int] {

@@ -21,8 +21,12 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     public let name: String
     public let configuration: PoolConfiguration
     public let geometry: BuddyGeometry
-    /// Nodes the pool's memory was placed on.
-    public let nodes: NodeSet
+    /// Nodes the pool's memory is placed on (set at creation, changed by `migrate(to:)`).
+    public var nodes: NodeSet { placementState.locked { $0.nodes } }
+    /// The placement policy of the pool's memory (a migrated pool is bound to its new nodes).
+    public var policy: PlacementPolicy { placementState.locked { $0.policy } }
+    /// Nodes and policy; a leaf lock.
+    let placementState: Mutex<PoolPlacement>
     /// The regions the pool mapped at creation (one, or one per node for `bind` over several nodes).
     public let regions: [Region]
 
@@ -50,7 +54,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     /// `slabs != nil`: small unmovable requests are objects (never the block caches).
     @usableFromInline let objectsServed: Bool
     private let cacheIndex: Int?
-    private let metadata: MetadataBuffer
+    let metadata: MetadataBuffer
     /// The fork generation the pool was made in; in a later one (a fork child) it is unusable.
     let forkGeneration: Int
     let keptAcrossFork: Bool
@@ -92,7 +96,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
                 throw .system(error)
             }
         }
-        let nodes = configuration.nodes.isEmpty ? topology.memoryNodes : configuration.nodes
+        let nodes = configuration.weights?.nodes ?? (configuration.nodes.isEmpty ? topology.memoryNodes : configuration.nodes)
         let id: UInt32
         do throws(SystemError) {
             id = try PoolRegistry.register(name: configuration.name)
@@ -107,7 +111,8 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
                     label: "pool \(configuration.name)", byteCount: bytes, nodes: regionNodes, policy: configuration.policy,
                     pageSize: configuration.pageSize, strictPageSize: configuration.strictPageSize,
                     locked: configuration.locked, alignment: geometry.superblockSize, topology: topology,
-                    inheritedByFork: configuration.keptAcrossFork, populate: configuration.populatedAtCreation)
+                    inheritedByFork: configuration.keptAcrossFork, populate: configuration.populatedAtCreation,
+                    weights: configuration.policy == .weighted ? configuration.weights : nil)
                 regions.append(region)
                 managed.append(try ManagedRegion(region: region, geometry: geometry, homePoolID: id))
             }
@@ -163,7 +168,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         self.name = configuration.name
         self.configuration = configuration
         self.geometry = geometry
-        self.nodes = nodes
+        placementState = Mutex(PoolPlacement(nodes: nodes, policy: configuration.policy))
         self.regions = regions
         self.id = id
         self.token = UInt64(id)
@@ -291,4 +296,10 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
 /// A weak link from a pool to its lending group (the group is owned by the `PoolSet`).
 struct LendingGroupReference {
     weak var group: LendingGroup?
+}
+
+/// Where a pool's memory is: its nodes and policy.
+struct PoolPlacement: Sendable {
+    var nodes: NodeSet
+    var policy: PlacementPolicy
 }

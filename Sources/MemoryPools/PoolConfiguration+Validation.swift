@@ -34,6 +34,15 @@ extension PoolConfiguration {
         if let cacheOrder = cache.maxOrder, cacheOrder > geometry.maxOrder || cacheOrder < 0 {
             throw invalid("cache max order \(cacheOrder) outside 0...\(geometry.maxOrder)")
         }
+        switch (policy, weights) {
+        case (.weighted, nil): throw invalid("policy weighted needs weights (e.g. [0: 3, 1: 1])")
+        case (.weighted, let weights?):
+            if !nodes.isEmpty && nodes != weights.nodes {
+                throw invalid("nodes \(nodes) differ from the weighted nodes \(weights.nodes); leave nodes empty or name the same")
+            }
+        case (_, let weights?): throw invalid("weights \(weights) apply to policy weighted only (the policy is \(policy))")
+        case (_, nil): break
+        }
         if case .perGroup(let cpus) = cache.sharding, cpus < 1 {
             throw invalid("cache groups need at least one CPU")
         }

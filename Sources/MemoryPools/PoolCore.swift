@@ -84,7 +84,7 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     var tracker: FragmentationTracker { slots.tracker }
     /// Slots the storage may grow to: the own superblocks plus what lower-priority pools can lend.
     let slotLimit: Int
-    let placement: SlotStorage.Placement
+    var placement: SlotStorage.Placement
     /// False: every allocation uses class 0, so mobility does not steer placement.
     let grouping: Bool
     let poolID: UInt32
@@ -235,9 +235,9 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     func superblockNode(_ slot: Int) -> Int {
         if own.contains(slot: slot) {
             let (region, superblock) = own.location(slot: slot)
-            return region.superblockNodes[superblock]
+            return region.node(ofSuperblock: superblock)
         }
-        if let loan = borrowed[slot] { return loan.region.superblockNodes[loan.superblock] }
+        if let loan = borrowed[slot] { return loan.region.node(ofSuperblock: loan.superblock) }
         return -1
     }
 }

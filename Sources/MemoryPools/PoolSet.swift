@@ -109,7 +109,8 @@ public final class PoolSet: Sendable, Sequence {
                 do throws(SystemError) {
                     let (size, fallbacks) = try Region.predictPageSize(
                         byteCount: bytes, nodes: regionNodes, policy: configuration.policy, pageSize: configuration.pageSize,
-                        strictPageSize: configuration.strictPageSize, topology: remaining)
+                        strictPageSize: configuration.strictPageSize, topology: remaining,
+                        alignment: geometry.superblockSize, weights: configuration.weights)
                     sizes.append(size)
                     steps += fallbacks
                     remaining = remaining.consuming(byteCount: bytes, pageSize: size, nodes: regionNodes)

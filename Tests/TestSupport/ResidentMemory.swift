@@ -7,6 +7,13 @@ package enum ResidentMemory {
     /// Resident bytes of the mappings that overlap `range`: Rss plus Private_Hugetlb and
     /// Shared_Hugetlb (smaps counts hugetlb pages apart from Rss).
     package static func bytes(in range: Range<UInt>) -> Int {
+        sum(of: ["Rss:", "Private_Hugetlb:", "Shared_Hugetlb:"], in: range)
+    }
+
+    /// Locked bytes (smaps' Locked) of the mappings that overlap `range`.
+    package static func lockedBytes(in range: Range<UInt>) -> Int { sum(of: ["Locked:"], in: range) }
+
+    private static func sum(of names: Set<Substring>, in range: Range<UInt>) -> Int {
         // /proc files say they are empty: read until the end, not by their size.
         guard let data = FileHandle(forReadingAtPath: "/proc/self/smaps")?.readDataToEndOfFile() else { return -1 }
         let text = String(decoding: data, as: UTF8.self)
@@ -21,7 +28,7 @@ package enum ResidentMemory {
                 continue
             }
             guard inRange, fields.count >= 2, let kilobytes = Int(fields[1]) else { continue }
-            if first == "Rss:" || first == "Private_Hugetlb:" || first == "Shared_Hugetlb:" { total += kilobytes * 1024 }
+            if names.contains(first) { total += kilobytes * 1024 }
         }
         return total
     }

@@ -93,6 +93,8 @@ package enum PolicyMode {
     package static let preferredMany = Int32(CNUMA_MPOL_PREFERRED_MANY)
     /// MPOL_MF_MOVE: move pages already there to conform to the new policy.
     package static let moveFlag = UInt32(CNUMA_MPOL_MF_MOVE)
+    /// MPOL_MF_STRICT (with MPOL_MF_MOVE): fail with EIO when a page could not be moved.
+    package static let strictFlag = UInt32(CNUMA_MPOL_MF_STRICT)
 
     static func name(_ mode: Int32) -> String {
         switch mode {
