@@ -74,6 +74,18 @@ struct ConfigurationKey: Sendable {
             configuration.policy = policy
             return .applied
         },
+        ConfigurationKey("near", expects: "a PCI address like 0000:3b:00.0 or a network interface like eth0 whose NUMA node sysfs gives") {
+            value, configuration, topology in
+            switch topology.node(nearDevice: String(value)) {
+            case .failure(let error):
+                return .refused("a device with a NUMA node (\(error))")
+            case .success(let node):
+                if let refusal = refusal(of: [node], topology: topology) { return refusal }
+                // The resolver sets the nodes once every key is read (a nodes key must agree).
+                configuration.nearDevice = String(value)
+                return .applied
+            }
+        },
         ConfigurationKey("weights", expects: "node:weight pairs like 0:3,1:1 (weights 1 to \(NodeWeights.maximumWeight))",
                          continuesAcrossCommas: true) { value, configuration, topology in
             let weights: NodeWeights

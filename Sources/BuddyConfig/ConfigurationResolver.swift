@@ -75,6 +75,13 @@ package enum ConfigurationResolver {
             guard let bytes = SizeParser.parse(Substring(sizeOverride.token)) else { throw fail("size", SizeParser.expectation) }
             configuration.capacity = bytes
         }
+        if let device = configuration.nearDevice, case .success(let deviceNode) = topology.node(nearDevice: device) {
+            if sources["weights"] != nil { throw fail("weights", "either near=\(device) or weights, not both") }
+            if sources["nodes"] != nil, configuration.nodes != [deviceNode] {
+                throw fail("nodes", "node \(deviceNode), the node of \(device) (near=), or no nodes key")
+            }
+            configuration.nodes = [deviceNode]
+        }
         if let weights = configuration.weights {
             // weights=... makes the pool weighted; any other policy with them is a contradiction.
             if sources["policy"] != nil, configuration.policy != .weighted {
@@ -88,7 +95,7 @@ package enum ConfigurationResolver {
         } else if configuration.policy == .weighted {
             throw fail("policy", "weights=<node:weight,...> with policy=weighted, e.g. weights=0:3,1:1")
         }
-        if sources["nodes"] == nil && configuration.weights == nil { configuration.nodes = topology.memoryNodes }
+        if sources["nodes"] == nil && configuration.weights == nil && configuration.nearDevice == nil { configuration.nodes = topology.memoryNodes }
 
         let geometry: BuddyGeometry
         do {

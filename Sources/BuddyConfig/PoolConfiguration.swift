@@ -13,6 +13,9 @@ public struct PoolConfiguration: Sendable, Equatable {
     /// Shares per node of a `weighted` pool (`weights=0:3,1:1`): its superblocks are bound to
     /// these nodes in these proportions, and they are its nodes.
     public var weights: NodeWeights?
+    /// The device the pool was placed near (`near=0000:3b:00.0` or `near=eth0`): its node
+    /// became `nodes`. Kept for display; nil when the nodes were named.
+    public var nearDevice: String?
     public var pageSize: PageSize = .huge2M
     /// Fail instead of falling back 1G -> 2M -> THP -> base.
     public var strictPageSize = false

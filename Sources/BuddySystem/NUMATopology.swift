@@ -72,6 +72,9 @@ public struct NUMATopology: Sendable {
     /// Whether mbind accepts MPOL_PREFERRED_MANY (kernel 5.15 and later).
     public let supportsPreferredMany: Bool
     public let kernelRelease: String
+    /// Where device attributes are read (`near=`, `buddypools info`): /sys, or a copy of its
+    /// layout for tests.
+    public var deviceRoot = "/sys"
     private let distanceTable: [Int: [Int: Int]]
 
     public init(

@@ -58,6 +58,21 @@ struct InfoCommand: ParsableCommand {
         }
     }
 
+    /// One row per node: its network interfaces and PCI functions (nodeless ones last).
+    static func devicesByNode(_ topology: NUMATopology) -> String {
+        let devices = topology.devices()
+        var table = TextTable("node", "network interfaces", "PCI devices")
+        let keys = Set(devices.map { $0.node ?? -1 }).sorted { ($0 < 0 ? Int.max : $0) < ($1 < 0 ? Int.max : $1) }
+        for key in keys {
+            let here = devices.filter { ($0.node ?? -1) == key }
+            let interfaces = here.filter { $0.kind == .network }.map(\.description)
+            let functions = here.filter { $0.kind == .pci }.map(\.name)
+            table.add(key < 0 ? "none" : "\(key)", interfaces.isEmpty ? "-" : interfaces.joined(separator: ", "),
+                      functions.isEmpty ? "-" : functions.joined(separator: " "))
+        }
+        return devices.isEmpty ? "  (sysfs lists no PCI device or network interface)" : table.render()
+    }
+
     static func describe(_ topology: NUMATopology) -> String {
         var lines: [String] = []
         lines.append("Kernel \(topology.kernelRelease), NUMA \(topology.isNUMAAvailable ? "available" : "not available (one node stands for the machine)")")
@@ -79,6 +94,8 @@ struct InfoCommand: ParsableCommand {
             distances.add(["\(from.id)"] + topology.nodes.map { topology.distance(from: from.id, to: $0.id).map(String.init) ?? "?" })
         }
         lines.append(distances.render())
+        lines.append("Devices by node (near=<PCI address or interface> places a pool on its device's node)")
+        lines.append(Self.devicesByNode(topology))
         lines.append("Transparent hugepages: \(topology.transparentHugepages.rawValue)")
         lines.append("Memlock limit (RLIMIT_MEMLOCK): \(topology.memlockLimitBytes.map(ByteCount.format) ?? "unlimited")")
         lines.append("Allowed nodes (cpuset): \(topology.allowedNodes)   allowed CPUs: \(topology.allowedCPUs)")

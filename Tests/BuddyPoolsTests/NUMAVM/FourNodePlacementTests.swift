@@ -131,4 +131,22 @@ struct FourNodePlacementTests {
         #expect(pool.nodes == [0, 1] && Self.intact(blocks))
         for (block, _) in blocks { pool.deallocate(block) }
     }
+
+    @Test("near=eth0, a NIC behind a PCI expander bridge on node 1, gives a pool whose pages are all on node 1; so does its PCI address")
+    func nearDevice() throws {
+        let topology = try NUMATopology.current()
+        let nic = try topology.device(named: "eth0").get()
+        #expect(nic.node == 1, "\(nic)")
+        let address = try #require(nic.pciAddress)
+        let set = try PoolSet(environment: ["BUDDYPOOLS": "rx:size=16M,page=4K,near=eth0;tx:size=8M,page=2M,near=\(address)"])
+        for name in ["rx", "tx"] {
+            let pool = try #require(set[name])
+            #expect(pool.nodes == [1] && pool.configuration.nearDevice != nil)
+            let report = try #require(pool.verifyPlacement(sampleCount: 4096).first)
+            #expect(report.pagesByNode == [1: report.sampledPages], "\(name): \(report)")
+            try PlacementExpectations.poolAllocates(on: 1, pool: pool)
+        }
+        #expect(topology.devices().contains { $0.name == "eth0" && $0.node == 1 })
+        #expect(throws: ConfigurationError.self) { _ = try PoolSet.plan(environment: ["BUDDYPOOLS": "lo:size=4M,near=lo"]) }
+    }
 }
