@@ -2,8 +2,8 @@
 #include "CTestSupport.h"
 
 #include <errno.h>
-#include <errno.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -19,6 +19,13 @@ void ctest_exit_thread(int status) {
 }
 
 pid_t ctest_fork(void) { return fork(); }
+
+int ctest_pin_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set);
+}
 
 int ctest_wait(pid_t child) {
     int status = 0;

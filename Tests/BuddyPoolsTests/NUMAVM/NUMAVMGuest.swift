@@ -13,6 +13,8 @@ enum NUMAVMGuest: String {
     case fourNode = "four-node"
     /// Two nodes of 768 MiB; 32 2 MiB hugepages on node 0 only.
     case shortHugepages = "short-hugepages"
+    /// Four nodes of 384 MiB with one CPU each: a replica per node, a reader per node.
+    case fourCPUNodes = "four-cpu-nodes"
 
     static var current: NUMAVMGuest? {
         guard let value = getenv("BUDDYPOOLS_NUMA_VM") else { return nil }

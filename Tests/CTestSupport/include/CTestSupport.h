@@ -23,5 +23,8 @@ __attribute__((noreturn)) void ctest_exit_process(int status);
 /// The test binary interposes those functions (forwarding to glibc) to count them per thread;
 /// under a sanitizer (which intercepts malloc itself) this returns -1.
 long ctest_thread_allocation_count(void);
+/// Pins the calling thread to one CPU (sched_setaffinity; CPU_SET is a macro Swift cannot call).
+/// 0, or -1 and errno.
+int ctest_pin_to_cpu(int cpu);
 
 #endif
