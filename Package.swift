@@ -1,5 +1,9 @@
 // swift-tools-version: 6.2
+import Foundation
 import PackageDescription
+
+// The malloc library's export list, by absolute path: the linker does not run in the package root.
+let mallocExports = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Sources/CBuddyPoolsMalloc/exports.map").path
 
 let package = Package(
     name: "BuddyPools",
@@ -48,7 +52,11 @@ let package = Package(
         // The C API: buddypools_malloc and friends over the process's pool set, with C names and errno.
         .target(name: "BuddyPoolsC", dependencies: ["MemoryPools", "BuddyConfig", "BuddySystem", "CBuddyPools"]),
         // malloc, free and the rest of the family in C, over the C API (docs/malloc.md).
-        .target(name: "CBuddyPoolsMalloc", dependencies: ["CNuma", "CBuddyPools", "BuddyPoolsC"], linkerSettings: [.linkedLibrary("dl")]),
+        // It exports the malloc family and buddypools_* only (exports.map), so its own copy of
+        // the Swift modules never mixes with a program's.
+        .target(
+            name: "CBuddyPoolsMalloc", dependencies: ["CNuma", "CBuddyPools", "BuddyPoolsC"], exclude: ["exports.map"],
+            linkerSettings: [.linkedLibrary("dl"), .unsafeFlags(["-Xlinker", "--version-script=\(mallocExports)"])]),
         // Optional adapters: pool gauges and counters for swift-metrics, diagnostics for swift-log.
         .target(
             name: "BuddyPoolsMetrics",

@@ -28,6 +28,9 @@ let package = Package(
             path: "Sources/RealtimeLoop"
         ),
         .executableTarget(name: "dma-ring", dependencies: [buddyPools], path: "Sources/DMARing"),
+        // The pools as the program's malloc by linking, not LD_PRELOAD (docs/malloc.md).
+        .executableTarget(
+            name: "linked-malloc", dependencies: [.product(name: "BuddyPoolsMalloc", package: root)], path: "Sources/LinkedMalloc"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -96,7 +96,7 @@ struct ChildRun {
                 return (nil, "could not map the null allocator's slots", nil)
             }
             return (body(.null(allocators)), nil, nil)
-        case .glibc, .jemalloc, .mimalloc, .tcmalloc: return (body(.malloc(MallocAllocator())), nil, nil)
+        case .glibc, .jemalloc, .mimalloc, .tcmalloc, .buddypoolsMalloc: return (body(.malloc(MallocAllocator())), nil, nil)
         case .numaAllocOnnode: return (body(.numa(NumaAllocator(node: Int32(localNode)))), nil, nil)
         case .memkindRegular: return (body(.memkind(MemkindAllocator(kind: 1))), nil, nil)
         case .memkindHugetlb: return (body(.memkind(MemkindAllocator(kind: 2))), nil, nil)
@@ -331,7 +331,7 @@ struct ChildRun {
             memory.initializeMemory(as: UInt8.self, repeating: 1, count: bytes)
             placement = fraction(memory, bytes: bytes, on: remote)
             allocator.deallocate(memory, size: bytes)
-        case .null, .memkindHugetlb:
+        case .null, .memkindHugetlb, .buddypoolsMalloc:
             return result(.numa, .skipped)
         }
         outcome.metrics["fraction_on_requested_node"] = placement

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// An allocator the benchmark compares, each run in its own child process.
@@ -5,6 +6,9 @@ enum Contender: String, CaseIterable, Codable, Sendable {
     case buddypools
     /// A pool with its caches off: every operation through the pool lock.
     case buddypoolsNocache = "buddypools-nocache"
+    /// BuddyPools as the process's malloc: libBuddyPoolsMalloc.so preloaded like the malloc
+    /// peers, on its default pools (transparent pages, faulting in), the workload calling malloc.
+    case buddypoolsMalloc = "buddypools-malloc"
     case null
     case glibc
     case jemalloc
@@ -15,7 +19,7 @@ enum Contender: String, CaseIterable, Codable, Sendable {
     case memkindHugetlb = "memkind-hugetlb"
 
     /// The allocators users would pick instead (the ratios are against the best of these).
-    var isPeer: Bool { self != .buddypools && self != .buddypoolsNocache && self != .null }
+    var isPeer: Bool { self != .buddypools && self != .buddypoolsNocache && self != .buddypoolsMalloc && self != .null }
 
     /// Ours: a pool, with or without caches.
     var isPool: Bool { self == .buddypools || self == .buddypoolsNocache }
@@ -26,8 +30,15 @@ enum Contender: String, CaseIterable, Codable, Sendable {
         case .jemalloc: "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
         case .mimalloc: "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2"
         case .tcmalloc: "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+        case .buddypoolsMalloc: Self.ownMallocLibrary
         default: nil
         }
+    }
+
+    /// libBuddyPoolsMalloc.so beside this executable (both are products of the same build).
+    static var ownMallocLibrary: String {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("libBuddyPoolsMalloc.so").path
     }
 
     /// The Debian package that provides the peer.
@@ -45,6 +56,7 @@ enum Contender: String, CaseIterable, Codable, Sendable {
     /// Why the contender cannot run here, or nil. (memkind is probed in its child.)
     var missingReason: String? {
         guard let library = preloadLibrary, access(library, R_OK) != 0 else { return nil }
+        if self == .buddypoolsMalloc { return "missing: \(library) not built (swift build -c release --product BuddyPoolsMalloc)" }
         return "missing: \(library) not found (apt-get install \(package ?? "?"))"
     }
 }
@@ -119,7 +131,11 @@ enum Scenario: String, CaseIterable, Codable, Sendable {
     }
 
     func applies(to contender: Contender) -> Bool {
-        switch self {
+        // The malloc library where malloc-level figures mean something: small objects and pages.
+        if contender == .buddypoolsMalloc {
+            return [.small1, .smallCrossThread, .small2, .fixed4K, .fixed4KAligned, .fixed64K, .mixed1].contains(self)
+        }
+        return switch self {
         case .fixed4K, .fixed4KAligned, .fixed4K2, .fixed64K, .fixed64KAligned, .fixed2M, .fixed16M, .mixed1, .mixed2, .scaling, .small1, .small2: true
         case .smallCrossThread: contender != .null
         case .gups: contender != .null && contender != .numaAllocOnnode && contender != .memkindRegular && contender != .buddypoolsNocache

@@ -89,6 +89,15 @@ enum Targets {
             measured: smallScaling.map { String(format: "%.2fx (null %@)", $0, smallNullScaling.map { String(format: "%.2fx", $0) } ?? "?") } ?? "not measured",
             met: smallScaling.flatMap { mine in smallNullScaling.map { mine >= $0 * 0.9 } }))
 
+        // The malloc library (issue 15): the small scenarios through malloc, every peer preloaded too.
+        for scenario in [Scenario.small1, .smallCrossThread] {
+            let row = value(scenario, .buddypoolsMalloc)
+            checks.append(TargetCheck(
+                name: "\(scenario.rawValue) through malloc (libBuddyPoolsMalloc.so) vs the best peer", goal: "at or below the best peer",
+                measured: row?.ratioToBestPeer.map { String(format: "%.2fx (%.1f ns)", $0, row?.nanosecondsPerOperation ?? 0) } ?? "not measured",
+                met: row?.ratioToBestPeer.map { $0 <= 1.0 }))
+        }
+
         // The uncached path: the pool lock alone.
         let nocache = value(.scaling, .buddypoolsNocache)
         let nocacheOne = nocache?.metrics["fixed-4K_1t_ns"], nocacheTwo = nocache?.metrics["fixed-4K_2t_ns"]

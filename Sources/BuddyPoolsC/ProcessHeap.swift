@@ -105,6 +105,13 @@ final class ProcessHeap: Sendable {
         return onlyPool._withUnsafeGuaranteedRef { try? $0.allocate(byteCount: byteCount, alignment: alignment) }
     }
 
+    /// `malloc`: the one pool's fast path, else the serving pool and the fallback.
+    @inline(__always)
+    func malloc(_ size: Int) -> UnsafeMutableRawPointer? {
+        if let pointer = quickAllocate(size, alignment: mallocAlignment) { return pointer }
+        return allocate(size, alignment: mallocAlignment, from: servingPool, fallsBack: true)
+    }
+
     /// The pool that serves `buddypools_malloc` on this thread now.
     var servingPool: MemoryPool? { named ?? onlyPool?.takeUnretainedValue() ?? set?.localPool }
 
@@ -191,6 +198,17 @@ final class ProcessHeap: Sendable {
         }
         Self.report("buddypools_free(0x\(String(UInt(bitPattern: pointer), radix: 16))): foreign pointer: not memory of any BuddyPools pool")
         abort()
+    }
+
+    /// `free` of a pointer already known to be in a pool's range (the malloc library checked).
+    func freeInPoolRange(_ pointer: UnsafeMutableRawPointer) {
+        // Invariant: the caller found the pointer in a range cbuddypools_add_range registered.
+        assert(cbuddypools_in_pool_range(pointer) != 0, "freeInPoolRange of a pointer outside every pool")
+        if let onlyPool {
+            onlyPool._withUnsafeGuaranteedRef { $0.deallocate(pointer) }
+        } else {
+            free(pointer)
+        }
     }
 
     /// The bytes a block holds, from its pool or the system's malloc.

@@ -26,9 +26,14 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
 extern size_t (*cbuddypools_next_usable_size)(void *);
-extern void buddypools_heap_start(void);  // BuddyPoolsC: builds the process's pools
+// BuddyPoolsC: builds the process's pools and returns the heap; malloc and free on it.
+extern void *buddypools_heap_start(void);
+extern void *buddypools_heap_malloc(void *heap, size_t size);
+extern void buddypools_heap_free(void *heap, void *pointer);
 
 static _Atomic int ready = 0;
+// The process heap, set before `ready` (read after it, with acquire).
+static void *heap;
 // Initial-exec TLS: the library is preloaded or linked, never dlopen'ed late, and the general
 // model's __tls_get_addr call showed in every malloc.
 #define FAST_TLS __thread __attribute__((tls_model("initial-exec")))
@@ -36,7 +41,9 @@ static FAST_TLS int inside = 0;
 enum { DEFERRED = 64 };
 static FAST_TLS void *deferred[DEFERRED];
 static FAST_TLS int deferred_count = 0;
-static _Atomic size_t pool_calls, bootstrap_calls, deferred_frees, lost_frees;
+// Only the rare events are counted: a shared counter bumped by every malloc would bounce its
+// cache line between threads on every call (the bench's small-xthread scenario).
+static _Atomic size_t bootstrap_calls, deferred_frees, lost_frees;
 
 static void leave(void);
 
@@ -54,7 +61,7 @@ __attribute__((constructor)) static void buddypools_malloc_start(void) {
     // The pools are made now, before the program runs: made on its first malloc, they could be
     // asked for from inside the Swift runtime's own once-only sections, which making them needs
     // too (a deadlock seen with a Swift program).
-    buddypools_heap_start();
+    heap = buddypools_heap_start();
     inside = 0;
     atomic_store(&ready, 1);
 }
@@ -79,9 +86,8 @@ static inline void count(_Atomic size_t *counter) { atomic_fetch_add_explicit(co
 void *malloc(size_t size) {
     if (!use_pools()) { count(&bootstrap_calls); return __libc_malloc(size); }
     enter();
-    void *pointer = buddypools_malloc(size);
+    void *pointer = buddypools_heap_malloc(heap, size);
     leave();
-    count(&pool_calls);
     return pointer;
 }
 
@@ -94,7 +100,7 @@ void free(void *pointer) {
         return;
     }
     enter();
-    buddypools_free(pointer);
+    buddypools_heap_free(heap, pointer);
     leave();
 }
 
@@ -103,7 +109,6 @@ void *calloc(size_t count_, size_t size) {
     enter();
     void *pointer = buddypools_calloc(count_, size);
     leave();
-    count(&pool_calls);
     return pointer;
 }
 
@@ -125,7 +130,6 @@ void *realloc(void *pointer, size_t size) {
     enter();
     void *moved = buddypools_realloc(pointer, size);
     leave();
-    count(&pool_calls);
     return moved;
 }
 
@@ -140,7 +144,6 @@ static void *aligned(size_t alignment, size_t size) {
     enter();
     void *pointer = buddypools_aligned_alloc(alignment, size);
     leave();
-    count(&pool_calls);
     return pointer;
 }
 
@@ -183,6 +186,6 @@ size_t malloc_usable_size(void *pointer) {
 
 buddypools_malloc_counters buddypools_malloc_statistics(void) {
     buddypools_malloc_counters counters = {
-        atomic_load(&pool_calls), atomic_load(&bootstrap_calls), atomic_load(&deferred_frees), atomic_load(&lost_frees)};
+        atomic_load(&bootstrap_calls), atomic_load(&deferred_frees), atomic_load(&lost_frees)};
     return counters;
 }

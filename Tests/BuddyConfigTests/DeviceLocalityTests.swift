@@ -6,7 +6,7 @@ import Testing
 /// `near=` and the device list, against a copy of sysfs's layout made for the test: a PCI
 /// function on node 1, one with no node (-1), an interface behind the first (directly, and as
 /// a virtio device below it), and a virtual one.
-/// (FourNodePlacementTests places a pool near a real device of a guest.)
+/// (FourNodeGuestTests.Placement places a pool near a real device of a guest.)
 @Suite("Devices and their nodes")
 struct DeviceLocalityTests {
     static func fakeSysfs() throws -> String {

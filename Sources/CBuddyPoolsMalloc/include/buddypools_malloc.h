@@ -17,9 +17,10 @@
 extern "C" {
 #endif
 
-/* Counters of the library since the process started (for tests and diagnostics). */
+/* Counters of the library's rare events since the process started (for tests and diagnostics;
+ * requests the pools answer are not counted: a counter shared by every call would cost more
+ * than a small allocation). */
 typedef struct buddypools_malloc_counters {
-    size_t pool_calls;       /* requests the pools answered (or their fallback) */
     size_t bootstrap_calls;  /* requests served by glibc before the pools were ready or from inside the library */
     size_t deferred_frees;   /* pool frees met inside the library and run after it returned */
     size_t lost_frees;       /* such frees beyond the per-thread list (leaked, never reused) */
