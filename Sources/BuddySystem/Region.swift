@@ -120,6 +120,10 @@ public final class Region: Sendable, CustomStringConvertible {
             } else if case .failure(let error) = MemoryCalls.lock(mapped.base, byteCount) {
                 Self.unmap(mapped.base, byteCount, label: label)
                 throw error.explained(as: .permissionDenied, advice: PlacementCheck.memlockAdvice(byteCount: byteCount, topology: machine))
+            } else if candidate == .transparent, case .failure(let error) = MemoryCalls.advise(mapped.base, byteCount, .noHugepage) {
+                // Populated and locked, the pages are final: khugepaged must not collapse the
+                // base pages among them later (a collapse faults every access to its range).
+                notes.append("khugepaged may still collapse pages of this locked region: \(error)")
             }
         }
         self.label = label
