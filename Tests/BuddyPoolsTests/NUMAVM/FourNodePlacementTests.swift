@@ -21,6 +21,13 @@ extension FourNodeGuestTests {
             return byNode
         }
 
+        /// The one pool `definition` makes, with `count` blocks of `size` holding their pattern.
+        static func filledPool(_ definition: String, blocks count: Int, size: Int) throws -> (MemoryPool, [(UnsafeMutableRawPointer, Int)]) {
+            let set = try PoolSet(environment: ["BUDDYPOOLS": definition])
+            let pool = try #require(set.pools.first)
+            return (pool, try fill(pool, blocks: count, size: size))
+        }
+
         /// Blocks holding a pattern of their index (counted from `first`, so fills can be joined).
         static func fill(_ pool: MemoryPool, blocks count: Int, size: Int, first: Int = 0) throws -> [(UnsafeMutableRawPointer, Int)] {
             try (first..<(first + count)).map { index in
@@ -83,9 +90,7 @@ extension FourNodeGuestTests {
 
         @Test("a hugetlb pool migrates to a node with free hugepages")
         func migrateHugetlb() throws {
-            let set = try PoolSet(environment: ["BUDDYPOOLS": "h:size=16M,nodes=0,page=2M!"])
-            let pool = try #require(set["h"])
-            let blocks = try Self.fill(pool, blocks: 4, size: 2 << 20)
+            let (pool, blocks) = try Self.filledPool("h:size=16M,nodes=0,page=2M!", blocks: 4, size: 2 << 20)
             let report = try pool.migrate(to: [1])
             #expect(report.fractionOnTarget == 1 && report.superblocksByNode == [1: 8], "\(report)")
             #expect(Self.intact(blocks) && Self.pageNodes(blocks).keys.sorted() == [1])
@@ -94,9 +99,7 @@ extension FourNodeGuestTests {
 
         @Test("migration to a node without the memory fails naming it and leaves the pool on node 0, usable")
         func migrateShort() throws {
-            let set = try PoolSet(environment: ["BUDDYPOOLS": "s:size=64M,nodes=0,page=4K"])
-            let pool = try #require(set["s"])
-            let blocks = try Self.fill(pool, blocks: 16, size: 1 << 20)
+            let (pool, blocks) = try Self.filledPool("s:size=64M,nodes=0,page=4K", blocks: 16, size: 1 << 20)
             // Node 3 filled to within 24 MiB of its free memory: the pool's 64 MiB cannot go there.
             let free3 = try #require(try NUMATopology.current().node(3)).availableBytes
             let filler = try Region(label: "filler", byteCount: (free3 - (24 << 20)) / (2 << 20) * (2 << 20), nodes: [3], pageSize: .base)
@@ -124,9 +127,7 @@ extension FourNodeGuestTests {
 
         @Test("a subset of superblocks moves alone; the pool then spans both nodes")
         func migrateSubset() throws {
-            let set = try PoolSet(environment: ["BUDDYPOOLS": "t:size=16M,nodes=0,page=4K"])
-            let pool = try #require(set["t"])
-            let blocks = try Self.fill(pool, blocks: 4, size: 2 << 20)
+            let (pool, blocks) = try Self.filledPool("t:size=16M,nodes=0,page=4K", blocks: 4, size: 2 << 20)
             let report = try pool.migrate(superblocksOf: [UnsafeRawPointer(blocks[1].0)], to: [1])
             #expect(report.superblocksMoved == 1 && report.superblocksByNode == [0: 7, 1: 1], "\(report)")
             #expect(Self.pageNodes([blocks[1]]).keys.sorted() == [1] && Self.pageNodes([blocks[0], blocks[2], blocks[3]]).keys.sorted() == [0])
@@ -154,9 +155,7 @@ extension FourNodeGuestTests {
 
         @Test("a hugetlb pool's migration to a node whose hugepages are taken is refused before anything moves")
         func migrateHugetlbShort() throws {
-            let set = try PoolSet(environment: ["BUDDYPOOLS": "h:size=16M,nodes=0,page=2M!"])
-            let pool = try #require(set["h"])
-            let blocks = try Self.fill(pool, blocks: 4, size: 2 << 20)
+            let (pool, blocks) = try Self.filledPool("h:size=16M,nodes=0,page=2M!", blocks: 4, size: 2 << 20)
             let free1 = try #require(try NUMATopology.current().node(1)?.hugepages(.huge2M)).free
             // Node 1's free hugepages, all but 2, taken: the pool's 8 cannot go there.
             let filler = try Region(label: "hugepage filler", byteCount: (free1 - 2) * (2 << 20), nodes: [1], pageSize: .huge2M, strictPageSize: true)
