@@ -190,13 +190,23 @@ extension MemoryPool {
     private func moveBack(_ runs: [MigrationRun]) -> String {
         var failed = 0
         for run in runs {
-            for (offset, node) in run.nodesBefore.enumerated() {
-                let base = run.region.superblockBase(run.first + offset)
-                let pointer = UnsafeMutableRawPointer(bitPattern: base).unsafelyUnwrapped
-                let nodes = node >= 0 ? NodeSet([node]) : run.region.region.nodes
-                if case .failure = MemoryCalls.bind(pointer, 1 << geometry.superblockShift, mode: PolicyMode.bind, nodes: nodes,
-                                                     flags: PolicyMode.moveFlag) {
-                    failed += 1
+            let region = run.region.region
+            if region.policy != .weighted {
+                // The region's own policy again (bind, preferred or interleave over its nodes).
+                let (mode, nodes, _) = PlacementCheck.kernelMode(policy: region.policy, nodes: region.nodes, topology: topology)
+                let pointer = UnsafeMutableRawPointer(bitPattern: run.base).unsafelyUnwrapped
+                if case .failure = MemoryCalls.bind(pointer, run.byteCount, mode: mode, nodes: nodes, flags: PolicyMode.moveFlag) {
+                    failed += run.count
+                }
+            } else {
+                // A weighted region binds each superblock to one node: the node it was on.
+                for (offset, node) in run.nodesBefore.enumerated() {
+                    let pointer = UnsafeMutableRawPointer(bitPattern: run.region.superblockBase(run.first + offset)).unsafelyUnwrapped
+                    let nodes = node >= 0 ? NodeSet([node]) : region.nodes
+                    if case .failure = MemoryCalls.bind(pointer, 1 << geometry.superblockShift, mode: PolicyMode.bind, nodes: nodes,
+                                                         flags: PolicyMode.moveFlag) {
+                        failed += 1
+                    }
                 }
             }
             run.region.resampleNodes()
