@@ -11,7 +11,7 @@ let mallocAlignment = 16
 
 @_cdecl("buddypools_malloc")
 public func buddypools_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
-    ProcessHeap.shared.malloc(size)
+    ProcessHeap.shared.allocate(size, alignment: mallocAlignment)
 }
 
 @_cdecl("buddypools_calloc")
@@ -59,8 +59,7 @@ public func buddypools_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMut
         errno = EINVAL
         return nil
     }
-    let heap = ProcessHeap.shared
-    return heap.allocate(size, alignment: max(alignment, mallocAlignment), from: heap.servingPool, fallsBack: true)
+    return ProcessHeap.shared.allocate(size, alignment: max(alignment, mallocAlignment))
 }
 
 @_cdecl("buddypools_posix_memalign")
@@ -166,7 +165,7 @@ public func buddypools_heap_start() -> UnsafeMutableRawPointer {
 /// malloc and free pair went to the global's check alone, callgrind).
 @_cdecl("buddypools_heap_malloc")
 public func buddypools_heap_malloc(_ heap: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
-    Unmanaged<ProcessHeap>.fromOpaque(heap)._withUnsafeGuaranteedRef { $0.malloc(size) }
+    Unmanaged<ProcessHeap>.fromOpaque(heap)._withUnsafeGuaranteedRef { $0.allocate(size, alignment: mallocAlignment) }
 }
 
 /// The malloc library's `free` of a pointer it already found in a pool's range.

@@ -22,7 +22,7 @@ final class ProcessHeap: Sendable {
     let named: MemoryPool?
     let fallback: MallocFallback
     /// The set's one pool, when it has one: no CPU lookup per call, and every pool address is
-    /// its (nothing to lend to). unowned(unsafe): the set keeps it alive for the process's life,
+    /// its (nothing to lend to). Unmanaged: the set keeps it alive for the process's life,
     /// and a pool's retain count lives in a side table (it is weakly referenced), so a retain
     /// per malloc cost more than the allocation (perf, Python under LD_PRELOAD).
     let onlyPool: Unmanaged<MemoryPool>?
@@ -97,23 +97,21 @@ final class ProcessHeap: Sendable {
     /// The pool holding a pointer, from a search of the set (more than one pool).
     func holder(of pointer: UnsafeMutableRawPointer) -> MemoryPool? { set?.pool(holding: pointer) }
 
-    /// The fast path of a set with one pool and no BUDDYPOOLS_MALLOC: an object or a cached
-    /// block, with no retain of the pool; nil sends the caller to `allocate`.
+    /// `malloc` and `aligned_alloc`: the serving pool, then the fallback. A set with one pool
+    /// and no BUDDYPOOLS_MALLOC tries that pool's caches with no retain of it (the pool's
+    /// retain count lives in a side table: a retain and release per malloc cost about 190 of
+    /// the 620 instructions of a small pair, callgrind); the rest, pressure ladder and
+    /// fallback, once when they miss.
     @inline(__always)
-    func quickAllocate(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        guard let onlyPool, byteCount > 0 else { return nil }
-        return onlyPool._withUnsafeGuaranteedRef { try? $0.allocate(byteCount: byteCount, alignment: alignment) }
+    func allocate(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        if let onlyPool {
+            return onlyPool._withUnsafeGuaranteedRef { pool in
+                if byteCount > 0, let pointer = pool.allocateFromCaches(byteCount: byteCount, alignment: alignment) { return pointer }
+                return allocate(byteCount, alignment: alignment, from: pool, fallsBack: true)
+            }
+        }
+        return allocate(byteCount, alignment: alignment, from: named ?? set?.localPool, fallsBack: true)
     }
-
-    /// `malloc`: the one pool's fast path, else the serving pool and the fallback.
-    @inline(__always)
-    func malloc(_ size: Int) -> UnsafeMutableRawPointer? {
-        if let pointer = quickAllocate(size, alignment: mallocAlignment) { return pointer }
-        return allocate(size, alignment: mallocAlignment, from: servingPool, fallsBack: true)
-    }
-
-    /// The pool that serves `buddypools_malloc` on this thread now.
-    var servingPool: MemoryPool? { named ?? onlyPool?.takeUnretainedValue() ?? set?.localPool }
 
     /// The pools to try after `first` ran dry, nearest node first.
     func others(after first: MemoryPool) -> [MemoryPool] {
@@ -140,9 +138,9 @@ final class ProcessHeap: Sendable {
         }
         let bytes = max(byteCount, 1)  // malloc(0) is a unique pointer
         if let pool {
-            // The inlined fast path first (a thread's magazine or object heap); the Result
-            // path only when it fails, for the reason.
-            if let pointer = try? pool.allocate(byteCount: bytes, alignment: alignment) { return pointer }
+            // The inlined fast path (a thread's magazine or object heap); when it misses, the
+            // Result path (the pressure ladder once), whose error says why it failed.
+            if let pointer = pool.allocateFromCaches(byteCount: bytes, alignment: alignment) { return pointer }
             switch pool.tryAllocate(byteCount: bytes, alignment: alignment) {
             case .success(let pointer): return pointer
             case .failure(let error):

@@ -26,12 +26,19 @@ extension MemoryPool {
     public func allocate(
         byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable, file: StaticString = #fileID, line: UInt = #line
     ) throws(PoolError) -> UnsafeMutableRawPointer {
-        if isObjectRequest(byteCount: byteCount, alignment: alignment, mobility: mobility) {
-            if let object = cachedObject(byteCount: byteCount, alignment: alignment) { return object }
-        } else if let cached = cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility) {
-            return cached
-        }
+        if let cached = allocateFromCaches(byteCount: byteCount, alignment: alignment, mobility: mobility) { return cached }
         return try allocateOutOfLine(byteCount: byteCount, alignment: alignment, mobility: mobility, file: file, line: line)
+    }
+
+    /// The lock-free part of `allocate` alone: an object from the thread's heap or a block from
+    /// its magazine, or nil (then `tryAllocate` does the rest, the pressure ladder once). For the
+    /// C API, which wants the reason of a failure without a throw.
+    @inlinable @inline(__always)
+    package func allocateFromCaches(byteCount: Int, alignment: Int, mobility: Mobility = .unmovable) -> UnsafeMutableRawPointer? {
+        if isObjectRequest(byteCount: byteCount, alignment: alignment, mobility: mobility) {
+            return cachedObject(byteCount: byteCount, alignment: alignment)
+        }
+        return cachedAllocation(byteCount: byteCount, alignment: alignment, mobility: mobility)
     }
 
     /// Everything but the fast path of `allocate`, out of line: the throw and the accounting

@@ -28,6 +28,18 @@ extension FourNodeGuestTests {
             return (pool, try fill(pool, blocks: count, size: size))
         }
 
+        /// The error of a migration that must be refused (an issue is recorded when it is not).
+        static func refusedMigration(_ pool: MemoryPool, to nodes: NodeSet) -> SystemError? {
+            do {
+                let report = try pool.migrate(to: nodes)
+                Issue.record("pool '\(pool.name)' moved to nodes \(nodes): \(report)")
+            } catch {
+                if case .system(let system) = error { return system }
+                Issue.record("not a SystemError: \(error)")
+            }
+            return nil
+        }
+
         /// Blocks holding a pattern of their index (counted from `first`, so fills can be joined).
         static func fill(_ pool: MemoryPool, blocks count: Int, size: Int, first: Int = 0) throws -> [(UnsafeMutableRawPointer, Int)] {
             try (first..<(first + count)).map { index in
@@ -103,25 +115,16 @@ extension FourNodeGuestTests {
             // Node 3 filled to within 24 MiB of its free memory: the pool's 64 MiB cannot go there.
             let free3 = try #require(try NUMATopology.current().node(3)).availableBytes
             let filler = try Region(label: "filler", byteCount: (free3 - (24 << 20)) / (2 << 20) * (2 << 20), nodes: [3], pageSize: .base)
-            do {
-                _ = try pool.migrate(to: [3])
-                Issue.record("a 64 MiB pool moved to a node with under 24 MiB free")
-            } catch {
-                guard case .system(let system) = error else { Issue.record("\(error)"); return }
-                #expect(system.kind == .insufficientMemory && system.advice.contains("nodes 3"), "\(system)")
-                #expect(system.call.contains("migrate pool 's' to nodes 3"), "\(system)")
-            }
+            let short = try #require(Self.refusedMigration(pool, to: [3]))
+            #expect(short.kind == .insufficientMemory && short.advice.contains("nodes 3"), "\(short)")
+            #expect(short.call.contains("migrate pool 's' to nodes 3"), "\(short)")
             withExtendedLifetime(filler) {}
             #expect(Self.intact(blocks) && Self.pageNodes(blocks).keys.sorted() == [0])
             #expect(pool.nodes == [0])
             let more = try pool.allocate(byteCount: 4 << 20)
             pool.deallocate(more)
-            do {
-                _ = try pool.migrate(to: [2])
-                Issue.record("a pool moved to the memory-less node")
-            } catch {
-                #expect("\(error)".contains("node 2 has no memory"), "\(error)")
-            }
+            let memoryless = try #require(Self.refusedMigration(pool, to: [2]))
+            #expect(memoryless.description.contains("node 2 has no memory"), "\(memoryless)")
             for (block, _) in blocks { pool.deallocate(block) }
         }
 
@@ -159,13 +162,8 @@ extension FourNodeGuestTests {
             let free1 = try #require(try NUMATopology.current().node(1)?.hugepages(.huge2M)).free
             // Node 1's free hugepages, all but 2, taken: the pool's 8 cannot go there.
             let filler = try Region(label: "hugepage filler", byteCount: (free1 - 2) * (2 << 20), nodes: [1], pageSize: .huge2M, strictPageSize: true)
-            do {
-                _ = try pool.migrate(to: [1])
-                Issue.record("8 hugepages moved to a node with 2 free")
-            } catch {
-                guard case .system(let system) = error else { Issue.record("\(error)"); return }
-                #expect(system.kind == .hugepagesUnavailable && system.advice.contains("node 1 has 2 free"), "\(system)")
-            }
+            let short = try #require(Self.refusedMigration(pool, to: [1]))
+            #expect(short.kind == .hugepagesUnavailable && short.advice.contains("node 1 has 2 free"), "\(short)")
             withExtendedLifetime(filler) {}
             #expect(Self.intact(blocks) && Self.pageNodes(blocks).keys.sorted() == [0] && pool.nodes == [0])
             for (block, _) in blocks { pool.deallocate(block) }
