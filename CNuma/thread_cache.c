@@ -1,4 +1,5 @@
-// The thread-local cache root and the heavy side of the asymmetric fence.
+// The thread-local cache root and the heavy side of the asymmetric fence (fork.c resets the
+// root in a fork child).
 #define _GNU_SOURCE
 #include "CNuma.h"
 
@@ -33,27 +34,4 @@ int cnuma_heavy_barrier(void) {
     return cnuma_membarrier(MEMBARRIER_CMD_GLOBAL) == 0 ? 0 : -1;
 }
 
-int cnuma_fork_generation_counter = 0;
-
 void (*cnuma_allocator_reentry_guard)(int entering) = 0;
-
-static void cnuma_after_fork_in_child(void) {
-    cnuma_thread_cache_root = (void *)cnuma_empty_cache_root;
-    __atomic_add_fetch(&cnuma_fork_generation_counter, 1, __ATOMIC_RELAXED);
-}
-
-static pthread_once_t cnuma_fork_handler_once = PTHREAD_ONCE_INIT;
-
-static int cnuma_fork_handler_error = 0;
-
-static void cnuma_register_fork_handler(void) {
-    cnuma_fork_handler_error = pthread_atfork(NULL, NULL, cnuma_after_fork_in_child);
-}
-
-int cnuma_install_fork_handler(void) {
-    int once = pthread_once(&cnuma_fork_handler_once, cnuma_register_fork_handler);
-    int error = once != 0 ? once : cnuma_fork_handler_error;
-    if (error == 0) return 0;
-    errno = error;  // pthread functions return their error number instead of setting errno
-    return -1;
-}

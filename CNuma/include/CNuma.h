@@ -149,9 +149,45 @@ static inline void cnuma_tsan_release(void *address) { if (__tsan_release) __tsa
 /// earlier generation are unusable in this process.
 extern int cnuma_fork_generation_counter;
 static inline int cnuma_fork_generation(void) { return __atomic_load_n(&cnuma_fork_generation_counter, __ATOMIC_RELAXED); }
-/// Installs the fork handler once (it also forgets the forking thread's cache root): 0, or -1
-/// and errno (pthread_atfork's error number).
+/// Installs the fork handlers once: 0, or -1 and errno (pthread_atfork's error number).
+/// Prepare closes the section gate and waits until no thread is inside a locked section; the
+/// child forgets the forking thread's cache root, bumps the generation and serializes its
+/// sections (fork.c says why).
 int cnuma_install_fork_handler(void);
+
+/// How deep the calling thread is in the pools' locked sections (nested locks count each).
+extern __thread unsigned cnuma_section_depth __attribute__((tls_model("initial-exec")));
+/// The counter of threads inside sections this thread adds to (a cache-line stripe shared with
+/// a few other threads); NULL until its first section.
+extern __thread long *cnuma_section_count __attribute__((tls_model("initial-exec")));
+/// 0 normally; nonzero while a fork is being prepared (sections wait) or in a fork child
+/// (sections take turns): then entries and exits take the out-of-line path.
+extern int cnuma_section_mode;
+/// Set while this thread's outermost section holds the fork child's mutex.
+extern __thread int cnuma_section_holds_child_lock __attribute__((tls_model("initial-exec")));
+/// The out-of-line halves: a thread's first section, the fork gate, the child's mutex. Entering
+/// slowly starts from an uncounted thread.
+void cnuma_section_enter_slowly(void);
+void cnuma_section_leave_slowly(void);
+/// Around every locked section of the pools. Nested: one thread-local increment. Outermost:
+/// one atomic add on the thread's stripe, one load of the mode, and (leaving) one atomic
+/// subtract. The add is sequentially consistent: prepare closes the gate, then reads the
+/// counts, so either it sees this thread counted or this thread sees the gate closed.
+static inline void cnuma_section_enter(void) {
+    if (cnuma_section_depth++ != 0) return;
+    long *count = cnuma_section_count;
+    if (__builtin_expect(count != 0, 1)) {
+        __atomic_add_fetch(count, 1, __ATOMIC_SEQ_CST);
+        if (__builtin_expect(__atomic_load_n(&cnuma_section_mode, __ATOMIC_SEQ_CST) == 0, 1)) return;
+        __atomic_sub_fetch(count, 1, __ATOMIC_SEQ_CST);
+    }
+    cnuma_section_enter_slowly();
+}
+static inline void cnuma_section_leave(void) {
+    if (--cnuma_section_depth != 0) return;
+    if (__builtin_expect(cnuma_section_holds_child_lock, 0)) { cnuma_section_leave_slowly(); return; }
+    __atomic_sub_fetch(cnuma_section_count, 1, __ATOMIC_RELEASE);
+}
 
 /// Registers the process for expedited private membarrier: 0, or -1 and errno.
 int cnuma_heavy_barrier_register(void);

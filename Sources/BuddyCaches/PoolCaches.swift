@@ -114,7 +114,7 @@ package final class PoolCaches: @unchecked Sendable {
 
     deinit {
         // Thread caches are freed by their owning threads (they notice the token is gone).
-        for index in 0..<depotCount { depots[index].withLock { depot -> Void in depot.magazines.deinitialize(count: maxOrder + 1) } }
+        for index in 0..<depotCount { depots[index].locked { depot -> Void in depot.magazines.deinitialize(count: maxOrder + 1) } }
         depots.deinitialize(count: depotCount)
         depots.deallocate()
     }
