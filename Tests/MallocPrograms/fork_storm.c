@@ -6,7 +6,8 @@
 // writes to a block the parent allocated, then starts its own threads that allocate and free
 // concurrently (contending for the same locks in the child), joins them and exits 0. A child
 // that inherited a lock held at fork time, or whose locks misbehave under contention, hangs
-// (killed by alarm after CHILD_SECONDS) or crashes: both are reported and fail the run.
+// (killed by alarm after CHILD_SECONDS) or crashes: both are reported and fail the run. Each
+// child also forks a grandchild while its threads churn (exit 7 when the grandchild failed).
 //
 // Usage: fork_storm [seconds]   (default 6; forks as many children as fit, at least 20)
 #define _GNU_SOURCE
@@ -79,6 +80,21 @@ static int run_child(unsigned char *inherited, size_t inherited_size) {
     // The forking thread churns too: its locks are the ones whose owner id Swift cached in the
     // parent, and the new threads contend for them.
     int bad = (int)(intptr_t)child_worker((void *)(uintptr_t)CHILD_THREADS);
+    // A grandchild, forked while this child's threads may be inside the allocator (a child's
+    // sections take turns, and its fork waits for them too), churns on two threads and exits.
+    pid_t grandchild = fork();
+    if (grandchild < 0) return 6;
+    if (grandchild == 0) {
+        pthread_t helper;
+        if (pthread_create(&helper, NULL, child_worker, (void *)(uintptr_t)(CHILD_THREADS + 1)) != 0) _exit(3);
+        int grand_bad = (int)(intptr_t)child_worker((void *)(uintptr_t)(CHILD_THREADS + 2));
+        void *result;
+        pthread_join(helper, &result);
+        _exit(grand_bad + (int)(intptr_t)result == 0 ? 0 : 5);
+    }
+    int grand_status = 0;
+    waitpid(grandchild, &grand_status, 0);
+    if (!WIFEXITED(grand_status) || WEXITSTATUS(grand_status) != 0) return 7;
     for (int index = 0; index < CHILD_THREADS; index++) {
         void *result;
         pthread_join(threads[index], &result);
