@@ -183,6 +183,8 @@ static inline void cnuma_section_enter(void) {
     }
     cnuma_section_enter_slowly();
 }
+/// The calling thread's section depth (for assertions: Swift does not import __thread variables).
+static inline unsigned cnuma_section_depth_now(void) { return cnuma_section_depth; }
 static inline void cnuma_section_leave(void) {
     if (--cnuma_section_depth != 0) return;
     if (__builtin_expect(cnuma_section_holds_child_lock, 0)) { cnuma_section_leave_slowly(); return; }

@@ -42,5 +42,9 @@ package enum LockedSections {
     package static func enter() { cnuma_section_enter() }
 
     @inlinable @inline(__always)
-    package static func leave() { cnuma_section_leave() }
+    package static func leave() {
+        // Invariant: every leave follows its enter on the same thread (`locked` pairs them).
+        assert(cnuma_section_depth_now() > 0, "a locked section left more often than entered")
+        cnuma_section_leave()
+    }
 }

@@ -40,7 +40,8 @@ package enum ThreadCalls {
         return .success(())
     }
 
-    /// Installs the C fork handler once: it bumps `forkGeneration` in every child.
+    /// Installs the C fork handlers once: prepare waits until no thread is inside a locked
+    /// section (`LockedSections`); the child bumps `forkGeneration` and serializes its sections.
     package static func installForkHandler() -> Result<Void, SystemError> {
         if let code = SystemCallFaults.injected(.pthreadAtfork) { return .failure(.call(.pthreadAtfork, "", errno: code)) }
         guard cnuma_install_fork_handler() == 0 else { return .failure(.call(.pthreadAtfork, "", errno: errno)) }
