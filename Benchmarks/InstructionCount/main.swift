@@ -13,7 +13,9 @@ import Glibc
 // SCENARIO: 4K (alignment 16), 4K-aligned (alignment 4096), 64K, 64K-aligned, 2M, 16M (4096),
 // 4K-nocache (4K on a pool with its caches off: the pool lock's path); objects below a page:
 // 24 (24 bytes, alignment 16) and small (sizes 16 B ... 1 KiB from an inline xorshift, as
-// buddypools-bench's small-1t draws them).
+// buddypools-bench's small-1t draws them); 24-growth: PAIRS 24-byte objects allocated and all
+// kept, then freed (a heap growing to millions of objects: each pair is one allocation made
+// while up to PAIRS are live, and its free).
 
 /// Keeps the optimizer from proving the pointer unused.
 @inline(never)
@@ -54,6 +56,18 @@ func smallLoop(_ pool: MemoryPool, pairs: Int) -> Bool {
     }
 }
 
+/// Allocates `count` 24-byte objects, keeping every one, then frees them all.
+func growthLoop(_ pool: MemoryPool, count: Int) -> Bool {
+    let slots = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: count)
+    defer { slots.deallocate() }
+    for index in 0..<count {
+        guard let pointer = try? pool.allocate(byteCount: 24) else { return false }
+        slots[index] = pointer
+    }
+    for index in 0..<count { pool.deallocate(slots[index]) }
+    return true
+}
+
 @inline(never)
 func run(_ scenario: String, pool: MemoryPool, pairs: Int) -> Bool? {
     switch scenario {
@@ -66,13 +80,14 @@ func run(_ scenario: String, pool: MemoryPool, pairs: Int) -> Bool? {
     case "4K-nocache": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 4 << 10) }
     case "24": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 24) }
     case "small": smallLoop(pool, pairs: pairs)
+    case "24-growth": growthLoop(pool, count: pairs)
     default: nil
     }
 }
 
 let arguments = CommandLine.arguments
 guard arguments.count == 3, let pairs = Int(arguments[2]), pairs > 0 else {
-    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M|4K-nocache|24|small PAIRS")
+    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M|4K-nocache|24|small|24-growth PAIRS")
     exit(2)
 }
 // The default configuration except the size (enough for 80 blocks of the largest scenario) and

@@ -98,24 +98,48 @@ package final class PoolSlabs: @unchecked Sendable {
         return nil
     }
 
-    /// Finds the heap a slab with a free object for `classIndex`.
+    /// Full slabs a refill looks at, at most (then it makes a new slab): a refill costs the
+    /// same with ten or ten thousand full slabs. The full list turns round, so a slab with a
+    /// freed object is reached within (full slabs / 16) refills.
+    static let fullSlabsPerRefill = 16
+
+    /// Finds the heap a slab with a free object for `classIndex`: the current slab's collected
+    /// frees, the spare, the list of slabs not known to be full (used-up ones move to the full
+    /// list on the way, once per time they fill), up to `fullSlabsPerRefill` full slabs with a
+    /// freed hint, then orphans. Never reads the bitmaps of a full slab no free touched.
     private func refill(classIndex: Int, heap: UnsafeMutablePointer<SlabHeap>) -> Bool {
-        if let current = heap.pointee.current[classIndex], current.pointee.collectRemote() > 0 { return true }
+        if let current = heap.pointee.current[classIndex] {
+            if current.pointee.hasFreedHint { current.pointee.collectRemote() }
+            if current.pointee.freeCount > 0 { return true }
+        }
         if let spare = heap.pointee.spare[classIndex] {
             // Invariant: a spare is an empty slab of the heap, not its current one.
             assert(spare.pointee.isEmpty && spare != heap.pointee.current[classIndex], "the spare slab is in use")
             heap.pointee.spare[classIndex] = nil
-            heap.pointee.current[classIndex] = spare
+            heap.pointee.makeCurrent(spare)
             return true
         }
         var slab = heap.pointee.owned[classIndex]
         while let candidate = slab {
             slab = candidate.pointee.next
-            candidate.pointee.collectRemote()
+            if candidate.pointee.hasFreedHint { candidate.pointee.collectRemote() }
             if candidate.pointee.freeCount > 0 {
                 heap.pointee.current[classIndex] = candidate
                 return true
             }
+            heap.pointee.moveToFull(candidate)
+        }
+        for _ in 0..<Self.fullSlabsPerRefill {
+            guard let candidate = heap.pointee.full[classIndex] else { break }
+            if candidate.pointee.hasFreedHint {
+                candidate.pointee.collectRemote()
+                if candidate.pointee.freeCount > 0 {
+                    heap.pointee.makeCurrent(candidate)
+                    return true
+                }
+            }
+            // Still full: to the end of the round. A list of one is its own end.
+            guard heap.pointee.turnFullList(classIndex: classIndex) else { break }
         }
         let id = SlabHeap.id(heap)
         while let orphan = orphans.locked({ $0.slabs[classIndex].popLast() }) {
@@ -145,12 +169,18 @@ package final class PoolSlabs: @unchecked Sendable {
             slab.pointee.freeBits[word].store(bits | bit, ordering: .relaxed)
             let freeCount = slab.pointee.freeCount &+ 1
             slab.pointee.setFreeCount(freeCount)
+            // A used-up slab has an object again: the refill's scan of full slabs should look.
+            if freeCount == 1 { slab.pointee.noteLocalFree() }
             if word < slab.pointee.cursor { slab.pointee.setCursor(word) }
             return freeCount == slab.pointee.objectCount ? .slabEmpty : .freed
         }
-        // Releasing: the caller's writes to the object happen before the owner reuses it.
-        let old = slab.pointee.remoteBits[word].bitwiseOr(bit, ordering: .releasing).oldValue
-        return old & bit == 0 ? .freed : .doubleFree
+        // Releasing: the caller's writes to the object happen before the owner reuses it;
+        // sequentially consistent for the hint's handshake with collectRemote (on x86 the same
+        // locked or).
+        let old = slab.pointee.remoteBits[word].bitwiseOr(bit, ordering: .sequentiallyConsistent).oldValue
+        guard old & bit == 0 else { return .doubleFree }
+        slab.pointee.noteRemoteFree()
+        return .freed
     }
 
     /// After a local free emptied `slab`: keep it if it is the class's current slab (or the
@@ -168,7 +198,7 @@ package final class PoolSlabs: @unchecked Sendable {
             backend.releaseSlab(slab)
             return
         }
-        heap.pointee.current[classIndex] = slab
+        heap.pointee.makeCurrent(slab)
     }
 
     // MARK: Draining

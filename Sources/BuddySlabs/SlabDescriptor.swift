@@ -36,6 +36,12 @@ package struct SlabDescriptor: ~Copyable {
     @usableFromInline package let cursorStorage = Atomic<Int>(0)
     private let nextStorage = Atomic<UInt>(0)
     private let previousStorage = Atomic<UInt>(0)
+    /// Set by a free into the slab that the owner has not looked at yet (a remote free, or the
+    /// owner's free into a slab it had used up), so the owner's refill finds slabs with free
+    /// objects without reading every bitmap of every full slab it owns.
+    @usableFromInline package let freedHint = Atomic<UInt8>(0)
+    /// Whether the slab is on its heap's list of full slabs (owner).
+    private let onFullListStorage = Atomic<UInt8>(0)
 
     /// Objects in `freeBits` (owner).
     @inlinable package var freeCount: Int {
@@ -54,6 +60,26 @@ package struct SlabDescriptor: ~Copyable {
     package func setCursor(_ value: Int) { cursorStorage.store(value, ordering: .relaxed) }
     package func setNext(_ slab: UnsafeMutablePointer<SlabDescriptor>?) { nextStorage.store(UInt(bitPattern: slab), ordering: .relaxed) }
     package func setPrevious(_ slab: UnsafeMutablePointer<SlabDescriptor>?) { previousStorage.store(UInt(bitPattern: slab), ordering: .relaxed) }
+    package var isOnFullList: Bool { onFullListStorage.load(ordering: .relaxed) != 0 }
+    package func setOnFullList(_ value: Bool) { onFullListStorage.store(value ? 1 : 0, ordering: .relaxed) }
+
+    /// After a free's bit is set: tells the owner to look. The free's own read-modify-write is
+    /// sequentially consistent, so this load sees a hint the owner has not yet cleared or
+    /// the owner's collection (which clears it first) sees the free; the store (a locked
+    /// exchange on x86) is made only when no hint is pending, so once per collection.
+    @inlinable @inline(__always)
+    package func noteRemoteFree() {
+        if freedHint.load(ordering: .sequentiallyConsistent) == 0 { freedHint.store(1, ordering: .sequentiallyConsistent) }
+    }
+
+    /// The owner's free into a slab it had used up (plain store: only the owner writes 1 here
+    /// besides remote frees, and any 1 means "look").
+    @inlinable @inline(__always)
+    package func noteLocalFree() { freedHint.store(1, ordering: .relaxed) }
+
+    /// Whether a free happened since the owner last collected (the owner; does not clear).
+    package var hasFreedHint: Bool { freedHint.load(ordering: .relaxed) != 0 }
+
     /// The owning heap's list of slabs of this class (owner).
     package var next: UnsafeMutablePointer<SlabDescriptor>? { UnsafeMutablePointer(bitPattern: nextStorage.load(ordering: .relaxed)) }
     package var previous: UnsafeMutablePointer<SlabDescriptor>? { UnsafeMutablePointer(bitPattern: previousStorage.load(ordering: .relaxed)) }
@@ -88,6 +114,8 @@ package struct SlabDescriptor: ~Copyable {
         setCursor(0)
         setNext(nil)
         setPrevious(nil)
+        setOnFullList(false)
+        freedHint.store(0, ordering: .relaxed)
         self.owner.store(owner, ordering: .releasing)
     }
 
@@ -114,7 +142,13 @@ package struct SlabDescriptor: ~Copyable {
     @discardableResult
     package func collectRemote() -> Int {
         var collected = 0
-        for word in 0..<words where remoteBits[word].load(ordering: .relaxed) != 0 {
+        // The hint is cleared first, by a sequentially consistent exchange before the loads: a
+        // remote free whose bit this pass misses (its or comes after this pass's load of that
+        // word) then finds the hint clear and sets it again, so the slab is looked at later
+        // (noteRemoteFree). With no hint to clear nothing can be lost: a missed free's hint
+        // stays set.
+        if freedHint.load(ordering: .relaxed) != 0 { _ = freedHint.exchange(0, ordering: .sequentiallyConsistent) }
+        for word in 0..<words where remoteBits[word].load(ordering: .sequentiallyConsistent) != 0 {
             // Acquiring: the freeing thread's writes to the object happen before its reuse.
             let bits = remoteBits[word].exchange(0, ordering: .acquiring)
             freeBits[word].store(freeBits[word].load(ordering: .relaxed) | bits, ordering: .relaxed)

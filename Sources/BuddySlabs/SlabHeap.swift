@@ -14,17 +14,23 @@ package struct SlabHeap: ~Copyable {
     /// whose live objects hover around a slab's worth does not make and release a slab, under
     /// the pool lock, every few operations.
     package let spare: UnsafeMutablePointer<UnsafeMutablePointer<SlabDescriptor>?>
+    /// Per class, the slabs found used up, in a ring through the descriptors (the head is the
+    /// next a refill looks at; a refill turns the ring past the ones still full). Slabs move
+    /// here from `owned` when a refill finds them full, and back when it finds a free in them.
+    package let full: UnsafeMutablePointer<UnsafeMutablePointer<SlabDescriptor>?>
 
     private init(current: UnsafeMutablePointer<UnsafeMutablePointer<SlabDescriptor>?>,
                  owned: UnsafeMutablePointer<UnsafeMutablePointer<SlabDescriptor>?>,
-                 spare: UnsafeMutablePointer<UnsafeMutablePointer<SlabDescriptor>?>) {
+                 spare: UnsafeMutablePointer<UnsafeMutablePointer<SlabDescriptor>?>,
+                 full: UnsafeMutablePointer<UnsafeMutablePointer<SlabDescriptor>?>) {
         self.current = current
         self.owned = owned
         self.spare = spare
+        self.full = full
     }
 
-    /// Bytes a heap needs (its header and three pointers per class).
-    package static let requiredBytes = 64 + 3 * SizeClasses.count * MemoryLayout<UnsafeMutablePointer<SlabDescriptor>?>.stride
+    /// Bytes a heap needs (its header and four pointers per class).
+    package static let requiredBytes = 64 + 4 * SizeClasses.count * MemoryLayout<UnsafeMutablePointer<SlabDescriptor>?>.stride
 
     /// Builds a heap in `storage` (at least `requiredBytes`, 64-byte aligned, owned by the caller:
     /// a thread cache's mapping, or the pool's shared-heap buffer).
@@ -35,11 +41,13 @@ package struct SlabHeap: ~Copyable {
         let current = (storage + 64).bindMemory(to: UnsafeMutablePointer<SlabDescriptor>?.self, capacity: SizeClasses.count)
         let owned = (storage + 64 + pointerBytes).bindMemory(to: UnsafeMutablePointer<SlabDescriptor>?.self, capacity: SizeClasses.count)
         let spare = (storage + 64 + 2 * pointerBytes).bindMemory(to: UnsafeMutablePointer<SlabDescriptor>?.self, capacity: SizeClasses.count)
+        let full = (storage + 64 + 3 * pointerBytes).bindMemory(to: UnsafeMutablePointer<SlabDescriptor>?.self, capacity: SizeClasses.count)
         current.initialize(repeating: nil, count: SizeClasses.count)
         owned.initialize(repeating: nil, count: SizeClasses.count)
         spare.initialize(repeating: nil, count: SizeClasses.count)
+        full.initialize(repeating: nil, count: SizeClasses.count)
         let heap = storage.bindMemory(to: SlabHeap.self, capacity: 1)
-        heap.initialize(to: SlabHeap(current: current, owned: owned, spare: spare))
+        heap.initialize(to: SlabHeap(current: current, owned: owned, spare: spare, full: full))
         return heap
     }
 
@@ -47,27 +55,90 @@ package struct SlabHeap: ~Copyable {
     @inlinable @inline(__always)
     package static func id(_ heap: UnsafeMutablePointer<SlabHeap>) -> UInt { UInt(bitPattern: heap) }
 
+    /// Adds a slab the heap now owns to its class's `owned` list.
     package func insert(_ slab: UnsafeMutablePointer<SlabDescriptor>) {
         let classIndex = slab.pointee.classIndex
+        slab.pointee.setOnFullList(false)
         slab.pointee.setPrevious(nil)
         slab.pointee.setNext(owned[classIndex])
         owned[classIndex]?.pointee.setPrevious(slab)
         owned[classIndex] = slab
     }
 
-    package func remove(_ slab: UnsafeMutablePointer<SlabDescriptor>) {
+    /// Takes a slab off whichever list holds it; it stays the heap's (`current`, `spare` untouched).
+    private func unlink(_ slab: UnsafeMutablePointer<SlabDescriptor>) {
         let classIndex = slab.pointee.classIndex
-        if let previous = slab.pointee.previous { previous.pointee.setNext(slab.pointee.next) } else { owned[classIndex] = slab.pointee.next }
-        slab.pointee.next?.pointee.setPrevious(slab.pointee.previous)
+        if slab.pointee.isOnFullList {
+            // Invariant: a slab on the full ring has both neighbours (itself when alone).
+            let next = slab.pointee.next.unsafelyUnwrapped, previous = slab.pointee.previous.unsafelyUnwrapped
+            assert(next.pointee.previous == slab && previous.pointee.next == slab, "the full ring is broken")
+            if next == slab {
+                full[classIndex] = nil
+            } else {
+                previous.pointee.setNext(next)
+                next.pointee.setPrevious(previous)
+                if full[classIndex] == slab { full[classIndex] = next }
+            }
+            slab.pointee.setOnFullList(false)
+        } else {
+            if let previous = slab.pointee.previous { previous.pointee.setNext(slab.pointee.next) } else { owned[classIndex] = slab.pointee.next }
+            slab.pointee.next?.pointee.setPrevious(slab.pointee.previous)
+        }
         slab.pointee.setNext(nil)
         slab.pointee.setPrevious(nil)
+    }
+
+    /// The heap gives the slab up (it is released or orphaned).
+    package func remove(_ slab: UnsafeMutablePointer<SlabDescriptor>) {
+        let classIndex = slab.pointee.classIndex
+        unlink(slab)
         if current[classIndex] == slab { current[classIndex] = nil }
         if spare[classIndex] == slab { spare[classIndex] = nil }
     }
 
-    /// Every slab the heap owns.
+    /// A slab of `owned` found used up goes to the end of its class's full ring.
+    package func moveToFull(_ slab: UnsafeMutablePointer<SlabDescriptor>) {
+        let classIndex = slab.pointee.classIndex
+        unlink(slab)
+        slab.pointee.setOnFullList(true)
+        if let head = full[classIndex] {
+            let last = head.pointee.previous.unsafelyUnwrapped
+            slab.pointee.setNext(head)
+            slab.pointee.setPrevious(last)
+            last.pointee.setNext(slab)
+            head.pointee.setPrevious(slab)
+        } else {
+            slab.pointee.setNext(slab)
+            slab.pointee.setPrevious(slab)
+            full[classIndex] = slab
+        }
+    }
+
+    /// Turns the class's full ring one slab on (its head, still full, becomes its last). False
+    /// when the ring has fewer than two slabs.
+    package func turnFullList(classIndex: Int) -> Bool {
+        guard let head = full[classIndex], let next = head.pointee.next, next != head else { return false }
+        full[classIndex] = next
+        return true
+    }
+
+    /// Makes `slab` its class's current slab, back on `owned` if it was on the full ring.
+    package func makeCurrent(_ slab: UnsafeMutablePointer<SlabDescriptor>) {
+        if slab.pointee.isOnFullList {
+            unlink(slab)
+            insert(slab)
+        }
+        current[slab.pointee.classIndex] = slab
+    }
+
+    /// Every slab the heap owns (the full rings first go back onto `owned`, so `body` may
+    /// remove the slab it is given).
     package func forEachSlab(_ body: (UnsafeMutablePointer<SlabDescriptor>) -> Void) {
         for classIndex in 0..<SizeClasses.count {
+            while let slab = full[classIndex] {
+                unlink(slab)
+                insert(slab)
+            }
             var slab = owned[classIndex]
             while let this = slab {
                 slab = this.pointee.next

@@ -5,8 +5,8 @@ import Synchronization
 /// The slab descriptors of one region: for each superblock that ever held a slab, a table of
 /// one descriptor per 16 KiB unit with its two bitmaps, made on first use and kept for the
 /// region's life (a table is reached without a lock, so it is never unmapped under a reader).
-/// Per superblock: 128 descriptors (112 bytes) and 2 x 256 bytes of bitmaps per unit, 79,936 bytes for
-/// 2 MiB (3.8%), only for superblocks that hold or held objects.
+/// Per superblock: 128 descriptors (120 bytes) and 2 x 256 bytes of bitmaps per unit, 80,960 bytes for
+/// 2 MiB (3.9%), only for superblocks that hold or held objects.
 package final class SlabTables: @unchecked Sendable {
     // @unchecked: table pointers are atomics; buffers behind their mutex; descriptors follow
     // SlabDescriptor's ownership rules.

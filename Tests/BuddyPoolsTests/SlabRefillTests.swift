@@ -1,0 +1,81 @@
+import BuddyPools
+import TestSupport
+import Testing
+
+/// A refill looks at a bounded number of full slabs (16) and turns its ring of full slabs, so
+/// its cost does not grow with the heap (scripts/count-instructions 24-growth shows the cost per
+/// object flat from 250,000 to 2,000,000 live objects) and a free into any full slab is still
+/// found: within ceil(full slabs / 16) refills.
+@Suite("Slab refill")
+struct SlabRefillTests {
+    static let objectBytes = 256
+    static let slabs = 48
+
+    /// Fills `slabs` slabs of 256-byte objects in order; returns the objects, slab by slab.
+    static func fill(_ pool: MemoryPool, perSlab: Int) throws -> [UnsafeMutableRawPointer] {
+        try (0..<(slabs * perSlab)).map { _ in try pool.allocate(byteCount: objectBytes) }
+    }
+
+    /// Allocates until `wanted` comes back; returns how many allocations it took (nil: not within `limit`).
+    static func allocations(until wanted: UnsafeMutableRawPointer, in pool: MemoryPool, limit: Int,
+                            keeping kept: inout [UnsafeMutableRawPointer]) throws -> Int? {
+        for count in 1...limit {
+            let pointer = try pool.allocate(byteCount: objectBytes)
+            kept.append(pointer)
+            if pointer == wanted { return count }
+        }
+        return nil
+    }
+
+    @Test("a free into the 41st of 48 full slabs, from this thread or another, is reused within 3 slabs' worth of allocations",
+          arguments: [false, true])
+    func freedObjectIsFound(remote: Bool) throws {
+        let pool = try TestPools.make("refill", capacity: 32 << 20, pageSize: .base)
+        let slabBytes = try #require(pool.slabBytes(forObjectBytes: Self.objectBytes))
+        let perSlab = min(slabBytes / Self.objectBytes, 2048)
+        var objects = try Self.fill(pool, perSlab: perSlab)
+        // Slab 40 of the ring (its head is the first slab filled); one object in its middle.
+        let index = 40 * perSlab + perSlab / 2
+        let freed = objects.remove(at: index)
+        if remote {
+            let address = UInt(bitPattern: freed)
+            let thread = TestThread { pool.deallocate(UnsafeMutableRawPointer(bitPattern: address)!) }
+            thread.join()
+        } else {
+            pool.deallocate(freed)
+        }
+        // Three refills each look at 16 full slabs; each new slab in between takes perSlab.
+        let limit = 3 * perSlab + 1
+        let taken = try Self.allocations(until: freed, in: pool, limit: limit, keeping: &objects)
+        #expect(taken != nil, "the freed object did not come back within \(limit) allocations (\(perSlab) objects per slab)")
+        for object in objects { pool.deallocate(object) }
+        #expect(pool.statistics.usedBytes == 0)
+    }
+
+    @Test("objects freed by another thread into every full slab are all reused before the heap grows by more than 3 slabs")
+    func remoteFreesEverywhereAreCollected() throws {
+        let pool = try TestPools.make("refill", capacity: 32 << 20, pageSize: .base)
+        let slabBytes = try #require(pool.slabBytes(forObjectBytes: Self.objectBytes))
+        let perSlab = min(slabBytes / Self.objectBytes, 2048)
+        var objects = try Self.fill(pool, perSlab: perSlab)
+        let slabBytesBefore = pool.statistics.usedBytes
+        // One object of every slab, freed by another thread.
+        let freedAddresses = stride(from: perSlab / 3, to: objects.count, by: perSlab).map { UInt(bitPattern: objects[$0]) }
+        let freedSet = Set(freedAddresses)
+        objects.removeAll { freedSet.contains(UInt(bitPattern: $0)) }
+        let thread = TestThread { for address in freedAddresses { pool.deallocate(UnsafeMutableRawPointer(bitPattern: address)!) } }
+        thread.join()
+        // As many allocations as were freed, plus up to 3 new slabs' worth while the ring turns.
+        var reused = 0
+        for _ in 0..<(freedAddresses.count + 3 * perSlab) where reused < freedAddresses.count {
+            let pointer = try pool.allocate(byteCount: Self.objectBytes)
+            objects.append(pointer)
+            if freedSet.contains(UInt(bitPattern: pointer)) { reused += 1 }
+        }
+        #expect(reused == freedAddresses.count, "\(reused) of \(freedAddresses.count) remotely freed objects reused")
+        let grownBy = pool.statistics.usedBytes - slabBytesBefore
+        #expect(grownBy <= 3 * slabBytes, "the heap grew by \(grownBy) bytes (bound \(3 * slabBytes))")
+        for object in objects { pool.deallocate(object) }
+        #expect(pool.statistics.usedBytes == 0)
+    }
+}
