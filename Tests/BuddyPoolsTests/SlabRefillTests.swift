@@ -12,9 +12,22 @@ struct SlabRefillTests {
     static let objectBytes = 256
     static let slabs = 48
 
-    /// Fills `slabs` slabs of 256-byte objects in order; returns the objects, slab by slab.
-    static func fill(_ pool: MemoryPool, perSlab: Int) throws -> [UnsafeMutableRawPointer] {
-        try (0..<(slabs * perSlab)).map { _ in try pool.allocate(byteCount: objectBytes) }
+    /// A pool with `slabs` slabs of 256-byte objects filled in order (the objects slab by slab),
+    /// and how many objects a slab holds.
+    static func filledPool() throws -> (pool: MemoryPool, perSlab: Int, objects: [UnsafeMutableRawPointer]) {
+        let pool = try TestPools.make("refill", capacity: 32 << 20, pageSize: .base)
+        let perSlab = try objectsPerSlab(pool)
+        let objects = try (0..<(slabs * perSlab)).map { _ in try pool.allocate(byteCount: objectBytes) }
+        return (pool, perSlab, objects)
+    }
+
+    static func objectsPerSlab(_ pool: MemoryPool) throws -> Int {
+        min(try #require(pool.slabBytes(forObjectBytes: objectBytes)) / objectBytes, 2048)
+    }
+
+    /// Slabs of the class, empty ones included (an uncollected slab counts as cached, not used).
+    static func slabCount(_ pool: MemoryPool) -> Int {
+        pool.statistics.slabs.first { $0.objectBytes == objectBytes }?.slabs ?? 0
     }
 
     /// Allocates until `wanted` comes back; returns how many allocations it took (nil: not within `limit`).
@@ -31,10 +44,9 @@ struct SlabRefillTests {
     @Test("a free into the 41st of 48 full slabs, from this thread or another, is reused within 3 slabs' worth of allocations",
           arguments: [false, true])
     func freedObjectIsFound(remote: Bool) throws {
-        let pool = try TestPools.make("refill", capacity: 32 << 20, pageSize: .base)
-        let slabBytes = try #require(pool.slabBytes(forObjectBytes: Self.objectBytes))
-        let perSlab = min(slabBytes / Self.objectBytes, 2048)
-        var objects = try Self.fill(pool, perSlab: perSlab)
+        let filled = try Self.filledPool()
+        let (pool, perSlab) = (filled.pool, filled.perSlab)
+        var objects = filled.objects
         // Slab 40 of the ring (its head is the first slab filled); one object in its middle.
         let index = 40 * perSlab + perSlab / 2
         let freed = objects.remove(at: index)
@@ -55,11 +67,10 @@ struct SlabRefillTests {
 
     @Test("objects freed by another thread into every full slab are all reused before the heap grows by more than 3 slabs")
     func remoteFreesEverywhereAreCollected() throws {
-        let pool = try TestPools.make("refill", capacity: 32 << 20, pageSize: .base)
-        let slabBytes = try #require(pool.slabBytes(forObjectBytes: Self.objectBytes))
-        let perSlab = min(slabBytes / Self.objectBytes, 2048)
-        var objects = try Self.fill(pool, perSlab: perSlab)
-        let slabBytesBefore = pool.statistics.usedBytes
+        let filled = try Self.filledPool()
+        let (pool, perSlab) = (filled.pool, filled.perSlab)
+        var objects = filled.objects
+        let slabsBefore = Self.slabCount(pool)
         // One object of every slab, freed by another thread.
         let freedAddresses = stride(from: perSlab / 3, to: objects.count, by: perSlab).map { UInt(bitPattern: objects[$0]) }
         let freedSet = Set(freedAddresses)
@@ -74,8 +85,8 @@ struct SlabRefillTests {
             if freedSet.contains(UInt(bitPattern: pointer)) { reused += 1 }
         }
         #expect(reused == freedAddresses.count, "\(reused) of \(freedAddresses.count) remotely freed objects reused")
-        let grownBy = pool.statistics.usedBytes - slabBytesBefore
-        #expect(grownBy <= 3 * slabBytes, "the heap grew by \(grownBy) bytes (bound \(3 * slabBytes))")
+        let grownBy = Self.slabCount(pool) - slabsBefore
+        #expect(grownBy <= 3, "the heap grew by \(grownBy) slabs (bound 3)")
         for object in objects { pool.deallocate(object) }
         #expect(pool.statistics.usedBytes == 0)
     }
@@ -83,7 +94,7 @@ struct SlabRefillTests {
     @Test("a producer whose objects another thread frees keeps its slabs bounded: 400,000 objects through a ring of 1,024")
     func producerConsumerStaysBounded() throws {
         let pool = try TestPools.make("refill", capacity: 32 << 20, pageSize: .base)
-        let slabBytes = try #require(pool.slabBytes(forObjectBytes: Self.objectBytes))
+        let perSlab = try Self.objectsPerSlab(pool)
         let slots = 1024
         let ring = UnsafeMutablePointer<Atomic<UInt>>.allocate(capacity: slots)
         for index in 0..<slots { (ring + index).initialize(to: Atomic(0)) }
@@ -117,11 +128,7 @@ struct SlabRefillTests {
             }
             ring[index].store(UInt(bitPattern: pointer), ordering: .releasing)
             index = (index + 1) % slots
-            if step % 4096 == 0 {
-                // Slabs of the class, empty ones included (an uncollected slab counts as cached, not used).
-                let slabs = pool.statistics.slabs.first { $0.objectBytes == Self.objectBytes }?.slabs ?? 0
-                peak.store(max(peak.load(ordering: .relaxed), slabs), ordering: .relaxed)
-            }
+            if step % 4096 == 0 { peak.store(max(peak.load(ordering: .relaxed), Self.slabCount(pool)), ordering: .relaxed) }
         }
         done.store(true, ordering: .releasing)
         consumer.join()
@@ -131,7 +138,6 @@ struct SlabRefillTests {
         // slabs add a few more: seen 16-17. Without the hint, remotely freed slabs are never
         // found by a refill and the heap makes a slab every perSlab allocations until the pool's
         // pressure steps drain it.
-        let perSlab = min(slabBytes / Self.objectBytes, 2048)
         let bound = 2 * (slots / perSlab + 8)
         #expect(peak.load(ordering: .relaxed) <= bound, "peak \(peak.load(ordering: .relaxed)) slabs of \(perSlab) objects (bound \(bound))")
         pool.drainCaches()
