@@ -166,15 +166,18 @@ struct ChildRun {
     }
 
     /// The mixed workload on `threads` threads, each its own 1024 blocks.
-    private func mixedLoop(threads: Int, tails: Bool) -> (outcome: [(LoopMeasurement, LatencySummary?)]?, note: String?, null: [(LoopMeasurement, LatencySummary?)]?)? {
-        let live = 1024
+    /// The mixed loop on `threads` threads, each with `live` blocks (1024 in the scenario; fewer
+    /// only where `scaling` must fit a small machine). Each thread's share of the pool is 2 GiB
+    /// per 1024 live blocks.
+    private func mixedLoop(threads: Int, tails: Bool, live: Int = 1024) -> (outcome: [(LoopMeasurement, LatencySummary?)]?, note: String?, null: [(LoopMeasurement, LatencySummary?)]?)? {
         let cpus = topology.allowedCPUs.map { $0 }
         guard threads <= cpus.count else { return nil }
         let duration = settings.duration
         let seed = settings.seed
-        // 256 slots of each power of two: the live set holds about 102 of each of the ten sizes
-        // above 4 KiB, and drifts well past 128 over a run.
-        let (outcome, note, null) = withAllocators(capacity: threads * (2 << 30), maxSize: 4 << 20, slots: 256, threads: threads) { set -> [(LoopMeasurement, LatencySummary?)]? in
+        // 256 slots of each power of two at 1024 live: the live set holds about 102 of each of
+        // the ten sizes above 4 KiB, and drifts well past 128 over a run.
+        let capacity = threads * max(16 << 20, (2 << 30) / 1024 * live)
+        let (outcome, note, null) = withAllocators(capacity: capacity, maxSize: 4 << 20, slots: max(16, live / 4), threads: threads) { set -> [(LoopMeasurement, LatencySummary?)]? in
             let results = ResultBox<(LoopMeasurement, LatencySummary?)>(count: threads)
             runOnThreads(threads) { index in
                 _ = cbench_pin_to_cpu(Int32(cpus[index % cpus.count]))
@@ -235,11 +238,16 @@ struct ChildRun {
     /// fixed-4K and mixed on 1 ... N threads: throughput at each count over throughput on one.
     private func scaling() -> ScenarioResult {
         let counts = Array(1...max(1, topology.allowedCPUs.count))
-        var summary = result(.scaling, .ok, "threads 1...\(counts.last!)")
+        // The mixed part keeps 1024 live blocks per thread where half the local node's
+        // available memory holds 2 GiB per thread; a smaller machine (a NUMA guest, which runs
+        // this for function) keeps fewer, at least 8, and the note says how many.
+        let available = topology.nodes.first { $0.id == localNode }?.availableBytes ?? Int.max
+        let mixedLive = min(1024, max(8, available / 2 / counts.last! / ((2 << 30) / 1024)))
+        var summary = result(.scaling, .ok, "threads 1...\(counts.last!)" + (mixedLive < 1024 ? ", mixed with \(mixedLive) live blocks per thread" : ""))
         var fixedOne: Double?, mixedOne: Double?
         for threads in counts {
             guard let fixed = fixedLoop(size: 4 << 10, alignment: 0, threads: threads)?.outcome,
-                  let mixed = mixedLoop(threads: threads, tails: false)?.outcome
+                  let mixed = mixedLoop(threads: threads, tails: false, live: mixedLive)?.outcome
             else { return result(.scaling, .failed, "allocation failed at \(threads) threads") }
             let fixedNs = wallNanoseconds(fixed), mixedNs = wallNanoseconds(mixed.map(\.0))
             if threads == 1 { fixedOne = fixedNs; mixedOne = mixedNs }
