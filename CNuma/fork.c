@@ -34,11 +34,9 @@ static struct { long count; char padding[64 - sizeof(long)]; } cnuma_section_str
     __attribute__((aligned(64)));
 static unsigned cnuma_next_section_stripe = 0;
 
+// The mode's flags; the mode is also the futex word sections wait on while the gate is closed.
 enum { CNUMA_GATE_CLOSED = 1, CNUMA_SERIALIZED = 2 };
 int cnuma_section_mode = 0;
-// The futex sections wait on while the gate is closed (cnuma_section_mode holds both flags, and
-// a futex word must be 32 bits of its own).
-static int cnuma_fork_gate = 0;
 // Set in the forking thread between prepare and parent/child: its own sections pass the gate
 // (other libraries' prepare handlers, which run after ours, may allocate).
 static __thread int cnuma_forking CNUMA_INITIAL_EXEC = 0;
@@ -60,8 +58,9 @@ void cnuma_section_enter_slowly(void) {
         __atomic_add_fetch(count, 1, __ATOMIC_SEQ_CST);
         if ((__atomic_load_n(&cnuma_section_mode, __ATOMIC_SEQ_CST) & CNUMA_GATE_CLOSED) == 0 || cnuma_forking) break;
         __atomic_sub_fetch(count, 1, __ATOMIC_SEQ_CST);
-        while (__atomic_load_n(&cnuma_fork_gate, __ATOMIC_ACQUIRE) != 0)
-            syscall(SYS_futex, &cnuma_fork_gate, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0);
+        int mode;
+        while ((mode = __atomic_load_n(&cnuma_section_mode, __ATOMIC_ACQUIRE)) & CNUMA_GATE_CLOSED)
+            syscall(SYS_futex, &cnuma_section_mode, FUTEX_WAIT_PRIVATE, mode, NULL, NULL, 0);
     }
     if (__atomic_load_n(&cnuma_section_mode, __ATOMIC_RELAXED) & CNUMA_SERIALIZED) {
         pthread_mutex_lock(&cnuma_child_sections);
@@ -87,7 +86,6 @@ static void cnuma_before_fork(void) {
     // would wait for this thread itself. Such a child is not protected (docs/architecture.md).
     if (cnuma_section_depth != 0) return;
     cnuma_forking = 1;
-    __atomic_store_n(&cnuma_fork_gate, 1, __ATOMIC_SEQ_CST);
     __atomic_fetch_or(&cnuma_section_mode, CNUMA_GATE_CLOSED, __ATOMIC_SEQ_CST);
     // Sections are short (a few microseconds; a populate or mbind may take milliseconds).
     while (cnuma_sections_open() != 0) {
@@ -101,12 +99,11 @@ static int cnuma_open_gate(void) {
     if (!cnuma_forking) return 0;
     cnuma_forking = 0;
     __atomic_fetch_and(&cnuma_section_mode, ~CNUMA_GATE_CLOSED, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&cnuma_fork_gate, 0, __ATOMIC_SEQ_CST);
     return 1;
 }
 
 static void cnuma_after_fork_in_parent(void) {
-    if (cnuma_open_gate()) syscall(SYS_futex, &cnuma_fork_gate, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    if (cnuma_open_gate()) syscall(SYS_futex, &cnuma_section_mode, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 // Runs in the child, where only async-signal-safe work is allowed: plain stores.

@@ -165,10 +165,11 @@ struct ChildRun {
         return summary
     }
 
-    /// The mixed workload on `threads` threads, each its own 1024 blocks.
-    /// The mixed loop on `threads` threads, each with `live` blocks (1024 in the scenario; fewer
-    /// only where `scaling` must fit a small machine). Each thread's share of the pool is 2 GiB
-    /// per 1024 live blocks.
+    /// A mixed-loop thread's share of the pool per live block: 2 GiB for the scenario's 1024.
+    private static let mixedBytesPerLiveBlock = (2 << 30) / 1024
+
+    /// The mixed workload on `threads` threads, each with `live` blocks (1024 in the scenario;
+    /// fewer only where `scaling` must fit a small machine).
     private func mixedLoop(threads: Int, tails: Bool, live: Int = 1024) -> (outcome: [(LoopMeasurement, LatencySummary?)]?, note: String?, null: [(LoopMeasurement, LatencySummary?)]?)? {
         let cpus = topology.allowedCPUs.map { $0 }
         guard threads <= cpus.count else { return nil }
@@ -176,7 +177,7 @@ struct ChildRun {
         let seed = settings.seed
         // 256 slots of each power of two at 1024 live: the live set holds about 102 of each of
         // the ten sizes above 4 KiB, and drifts well past 128 over a run.
-        let capacity = threads * max(16 << 20, (2 << 30) / 1024 * live)
+        let capacity = threads * max(16 << 20, Self.mixedBytesPerLiveBlock * live)
         let (outcome, note, null) = withAllocators(capacity: capacity, maxSize: 4 << 20, slots: max(16, live / 4), threads: threads) { set -> [(LoopMeasurement, LatencySummary?)]? in
             let results = ResultBox<(LoopMeasurement, LatencySummary?)>(count: threads)
             runOnThreads(threads) { index in
@@ -242,7 +243,7 @@ struct ChildRun {
         // available memory holds 2 GiB per thread; a smaller machine (a NUMA guest, which runs
         // this for function) keeps fewer, at least 8, and the note says how many.
         let available = topology.nodes.first { $0.id == localNode }?.availableBytes ?? Int.max
-        let mixedLive = min(1024, max(8, available / 2 / counts.last! / ((2 << 30) / 1024)))
+        let mixedLive = min(1024, max(8, available / 2 / counts.last! / Self.mixedBytesPerLiveBlock))
         var summary = result(.scaling, .ok, "threads 1...\(counts.last!)" + (mixedLive < 1024 ? ", mixed with \(mixedLive) live blocks per thread" : ""))
         var fixedOne: Double?, mixedOne: Double?
         for threads in counts {
