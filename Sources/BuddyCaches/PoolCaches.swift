@@ -393,7 +393,9 @@ package final class PoolCaches: @unchecked Sendable {
             for handle in caches where handle.cache != current {
                 let cache = handle.cache
                 // The owner finishes at most one fast-path operation; then it sees the request.
-                while cache.pointee.inUse.load(ordering: .acquiring) != 0 { sched_yield() }
+                // An owner from before a fork is not in this process: nothing to wait for.
+                let ownerExists = cache.pointee.forkGeneration == ThreadCalls.forkGeneration
+                while ownerExists, cache.pointee.inUse.load(ordering: .acquiring) != 0 { sched_yield() }
                 result.freedBytes += flushMagazines(of: cache, backend: backend)
                 drained(cache)
                 cache.pointee.drainRequested.store(0, ordering: .releasing)

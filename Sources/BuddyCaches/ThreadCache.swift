@@ -25,6 +25,10 @@ package struct ThreadCache: ~Copyable {
     /// The pool's caches epoch when the owner last took its slow path: older than the last idle
     /// pass means the thread has not needed its cache since, and it may be given back.
     package let lastSlowPath: Atomic<Int>
+    /// The fork generation the owner ran in: in a fork child, a cache of an older generation
+    /// belongs to a thread that does not exist there, whose `inUse` may have been left set by a
+    /// fast-path operation the fork interrupted.
+    package let forkGeneration: Int
     /// Held by drainers, and by the owner on its slow path.
     package let lock: Mutex<Void>
     package let magazines: UnsafeMutablePointer<Magazine>
@@ -51,6 +55,7 @@ package struct ThreadCache: ~Copyable {
         drainRequested = Atomic(0)
         allocations = Atomic(0)
         lastSlowPath = Atomic(epoch)
+        forkGeneration = ThreadCalls.forkGeneration
         lock = Mutex(())
         self.magazines = magazines
         self.orderCount = orderCount

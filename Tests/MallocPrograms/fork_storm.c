@@ -54,8 +54,7 @@ static int churn(unsigned seed, long rounds, atomic_int *stop) {
             if (((unsigned char *)old)[0] != 0xA5) bad++;  // its size is not known here
             free(old);
         }
-        if (!stop) continue;
-        atomic_fetch_add_explicit(&parent_operations, 1, memory_order_relaxed);
+        if (stop) atomic_fetch_add_explicit(&parent_operations, 1, memory_order_relaxed);  // the parent's workers
     }
     return bad;
 }
@@ -85,6 +84,7 @@ static int run_child(unsigned char *inherited, size_t inherited_size) {
     pid_t grandchild = fork();
     if (grandchild < 0) return 6;
     if (grandchild == 0) {
+        alarm(CHILD_SECONDS);  // alarms are not inherited: a hung grandchild must not outlive the run
         pthread_t helper;
         if (pthread_create(&helper, NULL, child_worker, (void *)(uintptr_t)(CHILD_THREADS + 1)) != 0) _exit(3);
         int grand_bad = (int)(intptr_t)child_worker((void *)(uintptr_t)(CHILD_THREADS + 2));
