@@ -165,11 +165,15 @@ struct ChildRun {
         return summary
     }
 
-    /// A mixed-loop thread's share of the pool per live block: 2 GiB for the scenario's 1024.
-    private static let mixedBytesPerLiveBlock = (2 << 30) / 1024
+    /// A mixed-loop thread's share of the pool for `live` blocks of up to 4 MiB. Few blocks get
+    /// the worst case, every block at 4 MiB, so no draw can exhaust the pool. 1024 blocks get
+    /// 2 GiB: rounded up to a power of two they average 0.8 MiB, so their live set averages
+    /// 820 MiB with a standard deviation of 40 MiB, and 2 GiB is 30 of those above it.
+    private static func mixedShare(live: Int) -> Int { max(16 << 20, min(2 << 30, live * (4 << 20))) }
 
     /// The mixed workload on `threads` threads, each with `live` blocks (1024 in the scenario;
-    /// fewer only where `scaling` must fit a small machine).
+    /// fewer only where `scaling` must fit a small machine). `live` is a power of two: the loop
+    /// picks the slot to replace with a mask.
     private func mixedLoop(threads: Int, tails: Bool, live: Int = 1024) -> (outcome: [(LoopMeasurement, LatencySummary?)]?, note: String?, null: [(LoopMeasurement, LatencySummary?)]?)? {
         let cpus = topology.allowedCPUs.map { $0 }
         guard threads <= cpus.count else { return nil }
@@ -177,7 +181,8 @@ struct ChildRun {
         let seed = settings.seed
         // 256 slots of each power of two at 1024 live: the live set holds about 102 of each of
         // the ten sizes above 4 KiB, and drifts well past 128 over a run.
-        let capacity = threads * max(16 << 20, Self.mixedBytesPerLiveBlock * live)
+        precondition(live > 0 && live & (live - 1) == 0, "mixed keeps a power of two of live blocks, not \(live)")
+        let capacity = threads * Self.mixedShare(live: live)
         let (outcome, note, null) = withAllocators(capacity: capacity, maxSize: 4 << 20, slots: max(16, live / 4), threads: threads) { set -> [(LoopMeasurement, LatencySummary?)]? in
             let results = ResultBox<(LoopMeasurement, LatencySummary?)>(count: threads)
             runOnThreads(threads) { index in
@@ -240,10 +245,12 @@ struct ChildRun {
     private func scaling() -> ScenarioResult {
         let counts = Array(1...max(1, topology.allowedCPUs.count))
         // The mixed part keeps 1024 live blocks per thread where half the local node's
-        // available memory holds 2 GiB per thread; a smaller machine (a NUMA guest, which runs
-        // this for function) keeps fewer, at least 8, and the note says how many.
+        // available memory holds every thread's share; a smaller machine (a NUMA guest, which
+        // runs this for function) keeps fewer, the largest power of two that fits, at least 8,
+        // and the note says how many.
         let available = topology.nodes.first { $0.id == localNode }?.availableBytes ?? Int.max
-        let mixedLive = min(1024, max(8, available / 2 / counts.last! / Self.mixedBytesPerLiveBlock))
+        var mixedLive = 1024
+        while mixedLive > 8, counts.last! * Self.mixedShare(live: mixedLive) > available / 2 { mixedLive /= 2 }
         var summary = result(.scaling, .ok, "threads 1...\(counts.last!)" + (mixedLive < 1024 ? ", mixed with \(mixedLive) live blocks per thread" : ""))
         var fixedOne: Double?, mixedOne: Double?
         for threads in counts {
