@@ -15,7 +15,9 @@ import Glibc
 // 24 (24 bytes, alignment 16) and small (sizes 16 B ... 1 KiB from an inline xorshift, as
 // buddypools-bench's small-1t draws them); 24-growth: PAIRS 24-byte objects allocated and all
 // kept, then freed (a heap growing to millions of objects: each pair is one allocation made
-// while up to PAIRS are live, and its free).
+// while up to PAIRS are live, and its free); 20K (five pages, a 32 KiB buddy block) and
+// 20K-exact (the same on a fit=exact pool: five pages kept, the tail given back, the pool lock
+// on both sides).
 
 /// Keeps the optimizer from proving the pointer unused.
 @inline(never)
@@ -68,6 +70,13 @@ func growthLoop(_ pool: MemoryPool, count: Int) -> Bool {
     return true
 }
 
+/// 20 KiB requests, in a function of their own: one more inlined `allocate` in `run` made the
+/// optimizer stop inlining the others there (+28 instructions a pair on 4K-nocache).
+@inline(never)
+func pageMultipleLoop(_ pool: MemoryPool, pairs: Int) -> Bool {
+    replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 20 << 10) }
+}
+
 @inline(never)
 func run(_ scenario: String, pool: MemoryPool, pairs: Int) -> Bool? {
     switch scenario {
@@ -81,13 +90,14 @@ func run(_ scenario: String, pool: MemoryPool, pairs: Int) -> Bool? {
     case "24": replaceLoop(pool, pairs: pairs) { try? $0.allocate(byteCount: 24) }
     case "small": smallLoop(pool, pairs: pairs)
     case "24-growth": growthLoop(pool, count: pairs)
+    case "20K", "20K-exact": pageMultipleLoop(pool, pairs: pairs)
     default: nil
     }
 }
 
 let arguments = CommandLine.arguments
 guard arguments.count == 3, let pairs = Int(arguments[2]), pairs > 0 else {
-    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M|4K-nocache|24|small|24-growth PAIRS")
+    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M|4K-nocache|24|small|24-growth|20K|20K-exact PAIRS")
     exit(2)
 }
 // The default configuration except the size (enough for 80 blocks of the largest scenario) and
@@ -95,6 +105,7 @@ guard arguments.count == 3, let pairs = Int(arguments[2]), pairs > 0 else {
 var configuration = PoolConfiguration(name: "count", capacity: 1 << 30)
 configuration.pageSize = .transparent
 configuration.cache.enabled = !arguments[1].hasSuffix("-nocache")
+if arguments[1].hasSuffix("-exact") { configuration.fit = .exact }
 let pool = try MemoryPool(configuration: configuration)
 switch run(arguments[1], pool: pool, pairs: pairs) {
 case true?: break

@@ -152,11 +152,14 @@ package final class PoolCaches: @unchecked Sendable {
     package func depotIndex(ofCPU cpu: Int) -> Int { cpu >= 0 && cpu < depotOfCPU.count ? depotOfCPU[cpu] : depotCount - 1 }
 
     /// The lock-free operations, as a value the pool keeps inline (no class reference to
-    /// retain on the fast path), for a pool whose first region is `region`.
-    package func fastPath(poolID: UInt32, region: CacheRegion, inline: Bool) -> CacheFastPath {
+    /// retain on the fast path), for a pool whose first region is `region`. With `exactFit`,
+    /// only requests of one minimum block take the inlined allocation: a larger one must first
+    /// be told from a size the pool trims (which the out-of-line path does, and then still
+    /// serves power-of-two sizes from the magazines).
+    package func fastPath(poolID: UInt32, region: CacheRegion, inline: Bool, exactFit: Bool) -> CacheFastPath {
         CacheFastPath(
             cacheIndex: cacheIndex, token: token, maxOrder: maxOrder, geometry: geometry,
-            maxCachedBytes: geometry.blockSize(order: maxOrder), poolID: poolID, region: region, inline: inline)
+            maxCachedBytes: geometry.blockSize(order: exactFit ? 0 : maxOrder), poolID: poolID, region: region, inline: inline)
     }
 
     /// The calling thread's cache for this pool, if it has one.

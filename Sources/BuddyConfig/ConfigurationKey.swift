@@ -178,6 +178,11 @@ struct ConfigurationKey: Sendable {
             configuration.zeroing = zeroing
             return .applied
         },
+        ConfigurationKey("fit", expects: "buddy or exact") { value, configuration, _ in
+            guard let fit = PoolConfiguration.Fit(rawValue: String(value)) else { return .malformed }
+            configuration.fit = fit
+            return .applied
+        },
         ConfigurationKey("poison", expects: "0 or 1") { value, configuration, _ in
             guard let flag = flag(value) else { return .malformed }
             configuration.poison = flag

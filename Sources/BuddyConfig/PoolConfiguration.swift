@@ -61,6 +61,21 @@ public struct PoolConfiguration: Sendable, Equatable {
     /// reservation is what makes them safe); base and transparent pages may instead fault in on
     /// first touch, which a malloc heap inherited by every child process needs.
     public var populatedAtCreation = true
+    /// How much of its power-of-two block an unmovable request between one minimum block and a
+    /// superblock keeps (`fit=`).
+    public var fit: Fit = .buddy
+
+    /// How a request's size becomes the memory it holds.
+    public enum Fit: String, Sendable, Equatable, CaseIterable {
+        /// The whole power-of-two block (5 KiB holds 8 KiB), served from the thread's magazine.
+        case buddy
+        /// Only the minimum blocks asked for: the rest of the block goes back to the buddy
+        /// allocator (the kernel's `alloc_pages_exact`), so less than one minimum block is
+        /// wasted. A size that is not a power-of-two number of blocks takes the pool lock on
+        /// allocation and free; movable and reclaimable requests, `allocateContiguous` and runs
+        /// of superblocks keep whole blocks.
+        case exact
+    }
 
     /// What a pool does with freed memory.
     public enum Zeroing: String, Sendable, Equatable, CaseIterable {

@@ -463,8 +463,10 @@ public final class BuddyArena {
         return BuddyAllocation(address: address(of: location), location: location)
     }
 
-    /// Returns an allocated or cached block to the free bitmaps, merging it with free buddies.
-    /// The caller has checked the location with `lookup` (a head whose state is allocated or cached).
+    /// Returns an allocated or cached block to the free bitmaps, merging it with free buddies
+    /// (every piece of an exact-size allocation, given its first).
+    /// The caller has checked the location with `lookup` (a head whose state is allocated, cached
+    /// or trimmed).
     @discardableResult
     public func free(_ location: BlockLocation) -> BuddyRelease {
         let slot = location.slot
@@ -476,9 +478,19 @@ public final class BuddyArena {
         if runLengths[slot] > 1 {
             return freeRun(firstSlot: slot, mobilityClass: mobility)
         }
+        if head.isTrimmed { return freeTrimmed(location) }
+        let order = release(slot: slot, offset: location.blockOffset, order: location.order)
+        return BuddyRelease(
+            slot: slot, order: location.order, byteCount: geometry.blockSize(order: location.order),
+            mobilityClass: mobility, superblockFreed: order == geometry.maxOrder)
+    }
+
+    /// Lists a block as free, merged with its free buddies; returns the order it ended at.
+    @inline(__always)
+    private func release(slot: Int, offset blockOffset: Int, order blockOrder: Int) -> Int {
         let maxOrder = geometry.maxOrder
-        var order = location.order
-        var offset = location.blockOffset
+        var order = blockOrder
+        var offset = blockOffset
         while order < maxOrder {
             let buddyOffset = offset ^ (1 &<< order)
             let buddyState = state(slot: slot, offset: buddyOffset)
@@ -494,9 +506,92 @@ public final class BuddyArena {
             slotClasses[slot] = Self.noClass
             slotQuarantined[slot] = 0
         }
-        return BuddyRelease(
-            slot: slot, order: location.order, byteCount: geometry.blockSize(order: location.order),
-            mobilityClass: mobility, superblockFreed: order == maxOrder)
+        return order
+    }
+
+    // MARK: Exact sizes
+
+    /// Makes an allocated block of `location.order` an exact-size allocation of its first
+    /// `blocks` minimum blocks (1 ..< 1 << order), as the kernel's `alloc_pages_exact` does: the
+    /// kept part is one piece per set bit of `blocks`, largest first, each aligned to its size
+    /// (the first `trimmed`, the rest `trimmedPiece`); the tail goes back to the free bitmaps as
+    /// blocks of rising order. No tail block merges: its buddy is always a kept piece or, for
+    /// the largest, part of one. Returns the first piece's location.
+    public func trim(_ location: BlockLocation, keeping blocks: Int) -> BlockLocation {
+        let slot = location.slot, start = location.blockOffset, size = 1 &<< location.order
+        // Invariant: the caller keeps part of the block and holds its head allocated.
+        assert(blocks > 0 && blocks < size && BlockState(rawValue: state(slot: slot, offset: start).pointee.load(ordering: .relaxed)).isAllocated,
+               "trim of \(blocks) blocks of an order-\(location.order) block")
+        let maxOrder = geometry.maxOrder
+        var offset = start
+        var firstOrder = -1
+        for order in stride(from: location.order - 1, through: 0, by: -1) where blocks & (1 &<< order) != 0 {
+            let tag: BlockState.Tag = firstOrder < 0 ? .trimmed : .trimmedPiece
+            if firstOrder < 0 { firstOrder = order }
+            state(slot: slot, offset: offset).pointee.store(tag.byte(order: order), ordering: .relaxed)
+            offset += 1 &<< order
+        }
+        var position = blocks
+        while position < size {
+            // A multiple of 2^order below `size`: the block fits before the end.
+            let order = position.trailingZeroBitCount
+            addFree(slot: slot, index: (slot &<< (maxOrder - order)) | ((start + position) &>> order), order: order)
+            position += 1 &<< order
+        }
+        return BlockLocation(slot: slot, blockOffset: start, order: firstOrder)
+    }
+
+    /// The minimum blocks an exact-size allocation holds, from its first piece.
+    public func trimmedBlockCount(_ location: BlockLocation) -> Int {
+        var blocks = 0
+        forEachTrimmedPiece(location) { _, order in blocks += 1 &<< order }
+        return blocks
+    }
+
+    /// The first piece of the exact-size allocation a `trimmedPiece` at `offset` belongs to:
+    /// the nearest `trimmed` head below it (only its own pieces lie in between).
+    public func trimmedStart(slot: Int, pieceOffset offset: Int) -> BlockLocation? {
+        var candidate = offset - 1
+        while candidate >= 0 {
+            let value = BlockState(rawValue: state(slot: slot, offset: candidate).pointee.load(ordering: .relaxed))
+            if value.isTrimmed { return BlockLocation(slot: slot, blockOffset: candidate, order: value.order) }
+            candidate -= 1
+        }
+        return nil
+    }
+
+    /// Calls `body` with each piece (offset, order) of the exact-size allocation at `location`.
+    private func forEachTrimmedPiece(_ location: BlockLocation, _ body: (Int, Int) -> Void) {
+        var offset = location.blockOffset
+        var order = location.order
+        while true {
+            body(offset, order)
+            offset += 1 &<< order
+            guard offset < geometry.blocksPerSuperblock else { return }
+            let next = BlockState(rawValue: state(slot: location.slot, offset: offset).pointee.load(ordering: .relaxed))
+            guard next.isTrimmedPiece else { return }
+            order = next.order
+        }
+    }
+
+    /// Frees every piece of an exact-size allocation, first to last, with no array (a locked
+    /// pool's free allocates nothing). Freeing a piece leaves the next piece's head as it was:
+    /// no free block can contain an allocated piece, so no merge reaches it.
+    private func freeTrimmed(_ location: BlockLocation) -> BuddyRelease {
+        var bytes = 0
+        var superblockFreed = false
+        var offset = location.blockOffset
+        var order = location.order
+        while true {
+            bytes += geometry.blockSize(order: order)
+            if release(slot: location.slot, offset: offset, order: order) == geometry.maxOrder { superblockFreed = true }
+            offset += 1 &<< order
+            guard offset < geometry.blocksPerSuperblock else { break }
+            let next = BlockState(rawValue: state(slot: location.slot, offset: offset).pointee.load(ordering: .relaxed))
+            guard next.isTrimmedPiece else { break }
+            order = next.order
+        }
+        return BuddyRelease(slot: location.slot, order: location.order, byteCount: bytes, mobilityClass: 0, superblockFreed: superblockFreed)
     }
 
     // MARK: Runs of superblocks
@@ -881,12 +976,19 @@ public final class BuddyArena {
         let maxOrder = geometry.maxOrder
         var counts = [Int](repeating: 0, count: maxOrder + 1)
         var offset = 0
+        // The order of the exact-size allocation's piece just passed (-1: none): a later piece
+        // follows one of a higher order.
+        var pieceOrder = -1
         while offset < geometry.blocksPerSuperblock {
             let value = BlockState(rawValue: state(slot: slot, offset: offset).pointee.load(ordering: .relaxed))
             let order = value.order
             guard value.kind != .interior, value.kind != .invalid, value.kind != .slabInterior else {
                 throw BuddyInvariantViolation("slot \(slot) offset \(offset): expected a block head, found \(value)")
             }
+            if value.isTrimmedPiece, pieceOrder <= order {
+                throw BuddyInvariantViolation("slot \(slot) offset \(offset): \(value) follows no larger piece of an exact-size allocation")
+            }
+            pieceOrder = value.isTrimmed || value.isTrimmedPiece ? order : -1
             guard offset & ((1 &<< order) - 1) == 0, offset + (1 &<< order) <= geometry.blocksPerSuperblock else {
                 throw BuddyInvariantViolation("slot \(slot) offset \(offset): \(value) is not aligned to its order")
             }

@@ -76,19 +76,18 @@ extension MemoryPool {
             result = allocateSlowly(byteCount: byteCount, alignment: alignment, mobility: mobility, knownZero: &knownZero)
         }
         if scrubs, case .success(let pointer) = result {
-            prepareHandedOut(pointer, byteCount: blockBytes(forRequest: byteCount, alignment: alignment), knownZero: knownZero)
+            prepareHandedOut(pointer, byteCount: blockBytes(forRequest: byteCount, alignment: alignment, mobility: mobility, trims: true),
+                             knownZero: knownZero)
         }
         if countsSites, case .success(let pointer) = result {
-            noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line)
+            noteAllocated(pointer, held: blockBytes(forRequest: byteCount, alignment: alignment, mobility: mobility, trims: true), file: file, line: line)
         }
         return result
     }
 
     /// Records a block for allocation accounting, with the bytes it really holds.
     @inline(never)
-    func noteAllocated(_ pointer: UnsafeMutableRawPointer, byteCount: Int, alignment: Int, file: StaticString, line: UInt) {
-        let held = geometry.order(byteCount: byteCount, alignment: alignment).map { geometry.blockSize(order: $0.order) }
-            ?? geometry.superblockCount(byteCount: byteCount) << geometry.superblockShift
+    func noteAllocated(_ pointer: UnsafeMutableRawPointer, held: Int, file: StaticString, line: UInt) {
         accounting?.record(UInt(bitPattern: pointer), bytes: held, site: AllocationSite(file: file, line: line))
     }
 
@@ -124,6 +123,12 @@ extension MemoryPool {
             }
             return contiguousAllocation(byteCount: byteCount, alignment: alignment, boundary: 0, mobility: mobility, knownZero: &knownZero)
         }
+        if let blocks = trimmedBlocks(byteCount: byteCount, order: order, mobility: mobility) {
+            return allocation(byteCount: byteCount, alignment: alignment, mobility: mobility, superblocksNeeded: 1, avoidsSteal: avoidsSteals,
+                              knownZero: &knownZero) { core, allowSteal in
+                core.allocateTrimmed(blocks: blocks, order: order, alignmentRaised: raised, allowSteal: allowSteal)
+            }
+        }
         if order == geometry.maxOrder, mobility == .unmovable, !isForkedChild, let address = keptRun(count: 1, alignment: 0, raised: raised) {
             return .success(address)
         }
@@ -134,6 +139,15 @@ extension MemoryPool {
         }
         return blockAllocation(order: order, alignmentRaised: raised, mobility: mobility, byteCount: byteCount, alignment: alignment,
                                knownZero: &knownZero)
+    }
+
+    /// The minimum blocks an exact-size allocation of the request keeps (`fit=exact`, unmovable,
+    /// fewer than its power-of-two block of `order` holds), or nil for a whole block.
+    func trimmedBlocks(byteCount: Int, order: Int, mobility: Mobility) -> Int? {
+        guard fitsExactly, mobility == .unmovable, order > 0 else { return nil }
+        // Requests with an order are at most a superblock: the sum cannot overflow.
+        let blocks = (byteCount &+ geometry.minBlockSize &- 1) &>> geometry.minBlockShift
+        return blocks < 1 &<< order ? blocks : nil
     }
 
     /// Whether some own region holds an address aligned to `alignment` (above a superblock) with
@@ -171,8 +185,13 @@ extension MemoryPool {
         var knownZero = false
         let pointer = try contiguousAllocation(
             byteCount: byteCount, alignment: alignment, boundary: boundary, mobility: mobility, knownZero: &knownZero).get()
-        if scrubs { prepareHandedOut(pointer, byteCount: blockBytes(forRequest: byteCount, alignment: alignment), knownZero: knownZero) }
-        if countsSites { noteAllocated(pointer, byteCount: byteCount, alignment: alignment, file: file, line: line) }
+        if scrubs {
+            prepareHandedOut(pointer, byteCount: blockBytes(forRequest: byteCount, alignment: alignment, mobility: mobility, trims: false),
+                             knownZero: knownZero)
+        }
+        if countsSites {
+            noteAllocated(pointer, held: blockBytes(forRequest: byteCount, alignment: alignment, mobility: mobility, trims: false), file: file, line: line)
+        }
         return pointer
     }
 

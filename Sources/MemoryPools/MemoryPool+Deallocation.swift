@@ -119,7 +119,8 @@ extension MemoryPool {
     /// Whether `pointer` is the start of a live allocation of this pool.
     public func owns(_ pointer: UnsafeRawPointer) -> Bool { validate(pointer) == nil }
 
-    /// The bytes the block at `pointer` holds (its power-of-two block or its run), or nil when
+    /// The bytes the block at `pointer` holds (its power-of-two block, its run, or the minimum
+    /// blocks of an exact-size allocation), or nil when
     /// `pointer` is not a live allocation of this pool.
     public func allocatedSize(of pointer: UnsafeRawPointer) -> Int? {
         let address = UInt(bitPattern: pointer)
@@ -130,8 +131,7 @@ extension MemoryPool {
         }
         return core.locked { core in
             guard case .freeable(let location, _, _) = classify(address, byteCount: nil, core: &core) else { return nil }
-            let run = core.arena.runLength(slot: location.slot)
-            return run > 1 ? run << geometry.superblockShift : geometry.blockSize(order: location.order)
+            return heldBytes(location, arena: core.arena)
         }
     }
 
@@ -157,10 +157,7 @@ extension MemoryPool {
                 badDeallocation(address, problem)
             case .freeable(let location, _, let mobility):
                 if let problem = handleProblem(address, mobility: mobility) { badDeallocation(address, problem) }
-                if scrubs {
-                    let run = core.arena.runLength(slot: location.slot)
-                    scrubFreed(address, byteCount: run > 1 ? run << geometry.superblockShift : geometry.blockSize(order: location.order))
-                }
+                if scrubs { scrubFreed(address, byteCount: heldBytes(location, arena: core.arena)) }
                 core.freeBlock(location, mobility: mobility)
                 core.counters.deallocations += 1
                 return !core.pendingReturns.isEmpty
@@ -199,7 +196,10 @@ extension MemoryPool {
             return .problem(enclosingBlockProblem(slot: slot, offset: offset, core: core))
         case .head(let location, let state):
             let run = core.arena.runLength(slot: location.slot)
-            let blockBytes = run > 1 ? run << geometry.superblockShift : geometry.blockSize(order: location.order)
+            // From what is loaded already (heldBytes would take the arena again: a retain and a
+            // release per checked free, callgrind).
+            let blockBytes = run > 1 ? run << geometry.superblockShift
+                : state.isTrimmed ? core.arena.trimmedBlockCount(location) << geometry.minBlockShift : geometry.blockSize(order: location.order)
             switch state.kind {
             case .free, .cached:
                 return .problem(.doubleFree(blockBytes: blockBytes))
@@ -215,8 +215,29 @@ extension MemoryPool {
                     return .problem(.wrongSize(given: byteCount, allocatedBytes: blockBytes))
                 }
                 return .freeable(location, state, PoolCore.mobility(of: state))
+            case .trimmed:
+                // Any size that needs the same minimum blocks (an alignment may have raised the
+                // block the allocation was cut from, never the blocks it kept).
+                if let byteCount, byteCount <= 0 || byteCount > blockBytes || blockBytes - byteCount >= geometry.minBlockSize {
+                    return .problem(.wrongSize(given: byteCount, allocatedBytes: blockBytes))
+                }
+                return .freeable(location, state, .unmovable)
+            case .trimmedPiece:
+                return .problem(enclosingBlockProblem(slot: location.slot, offset: location.blockOffset, core: core))
             }
         }
+    }
+
+    /// The bytes a checked allocation holds: its run, its exact-size pieces or its block. Takes
+    /// the arena, not the core: a borrowed PoolCore parameter is copied (memcpy, callgrind);
+    /// inlined, so the arena is not retained for the call.
+    @inline(__always)
+    func heldBytes(_ location: BlockLocation, arena: BuddyArena) -> Int {
+        let run = arena.runLength(slot: location.slot)
+        if run > 1 { return run << geometry.superblockShift }
+        let state = BlockState(rawValue: arena.state(slot: location.slot, offset: location.blockOffset).pointee.load(ordering: .relaxed))
+        if state.isTrimmed { return arena.trimmedBlockCount(location) << geometry.minBlockShift }
+        return geometry.blockSize(order: location.order)
     }
 
     private func sizeMatches(_ byteCount: Int, run: Int, order: Int, raised: Bool) -> Bool {
@@ -228,6 +249,17 @@ extension MemoryPool {
 
     /// An address inside a block: find the block that encloses it.
     private func enclosingBlockProblem(slot: Int, offset: Int, core: borrowing PoolCore) -> DeallocationProblem {
+        // Inside an exact-size allocation: name its start and the bytes it holds.
+        for order in 0...geometry.maxOrder {
+            let head = offset & ~((1 << order) - 1)
+            let state = BlockState(rawValue: core.arena.state(slot: slot, offset: head).pointee.load(ordering: .relaxed))
+            guard state != .interior, state.order >= order else { continue }
+            guard state.isTrimmed || state.isTrimmedPiece else { break }
+            let first = state.isTrimmed ? BlockLocation(slot: slot, blockOffset: head, order: state.order)
+                : core.arena.trimmedStart(slot: slot, pieceOffset: head)
+            guard let first else { break }
+            return .interior(blockStart: core.arena.address(of: first), blockBytes: core.arena.trimmedBlockCount(first) << geometry.minBlockShift)
+        }
         for order in 1...max(1, geometry.maxOrder) where order <= geometry.maxOrder {
             let head = offset & ~((1 << order) - 1)
             let state = BlockState(rawValue: core.arena.state(slot: slot, offset: head).pointee.load(ordering: .relaxed))

@@ -39,7 +39,8 @@ extension PoolCore {
             guard state.kind != .free else { return }
             let mobility = PoolCore.mobility(of: state)
             bytes[mobility.rawValue] += run > 1 ? geometry.superblockSize : geometry.blockSize(order: location.order)
-            count += 1
+            // An exact-size allocation is one, however many pieces it has.
+            if !state.isTrimmedPiece { count += 1 }
         }
         if run == 0, arena.isRunBody(slot: slot) {
             // A run body: counted with the run's mobility, one allocation per superblock.

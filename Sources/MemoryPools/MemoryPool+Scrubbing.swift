@@ -40,10 +40,14 @@ extension MemoryPool {
             + "was written after it was freed: byte +\(offset) is 0x\(String(value, radix: 16)), not the poison 0x\(String(MemoryClearing.poisonByte, radix: 16))")
     }
 
-    /// The bytes a request is handed: its buddy block or its run.
-    func blockBytes(forRequest byteCount: Int, alignment: Int) -> Int {
-        geometry.order(byteCount: byteCount, alignment: alignment).map { geometry.blockSize(order: $0.order) }
-            ?? geometry.superblockCount(byteCount: byteCount) << geometry.superblockShift
+    /// The bytes a request is handed: its buddy block, its run, or (`trims`: an `allocate` of a
+    /// `fit=exact` pool) the minimum blocks an exact-size allocation keeps.
+    func blockBytes(forRequest byteCount: Int, alignment: Int, mobility: Mobility, trims: Bool) -> Int {
+        guard let (order, _) = geometry.order(byteCount: byteCount, alignment: alignment) else {
+            return geometry.superblockCount(byteCount: byteCount) << geometry.superblockShift
+        }
+        if trims, let blocks = trimmedBlocks(byteCount: byteCount, order: order, mobility: mobility) { return blocks << geometry.minBlockShift }
+        return geometry.blockSize(order: order)
     }
 
     /// Clears a superblock that comes from another pool, by this pool's option: poisoned for a

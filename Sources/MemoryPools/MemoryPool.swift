@@ -40,6 +40,8 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     /// reading it through `configuration` on the locked paths copied the configuration (64
     /// instructions of memcpy per free, callgrind).
     let scrubs: Bool
+    /// `fit=exact`: unmovable requests keep only the minimum blocks they need (stored, as `scrubs`).
+    let fitsExactly: Bool
     var managedRegions: [ManagedRegion] { own.regions }
     let core: Mutex<PoolCore>
     let caches: PoolCaches?
@@ -175,6 +177,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         self.own = own
         self.superblockLimit = slotLimit
         self.scrubs = configuration.zeroing != .none || configuration.poison
+        fitsExactly = configuration.fit == .exact
         self.topology = topology
         self.forkGeneration = PoolRegistry.forkGeneration
         keptAcrossFork = configuration.keptAcrossFork
@@ -204,7 +207,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         // Pools that count allocation sites, zero or poison keep every call out of line, where
         // that work is done.
         let inline = !configuration.allocationAccounting && configuration.zeroing == .none && !configuration.poison
-        cacheFastPath = caches?.fastPath(poolID: id, region: fastRegions.pointee, inline: inline)
+        cacheFastPath = caches?.fastPath(poolID: id, region: fastRegions.pointee, inline: inline, exactFit: configuration.fit == .exact)
             ?? .disabled(region: fastRegions.pointee, geometry: geometry)
         accounting = configuration.allocationAccounting ? AllocationAccounting() : nil
         countsSites = configuration.allocationAccounting

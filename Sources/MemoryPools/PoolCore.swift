@@ -144,6 +144,25 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
         return block
     }
 
+    /// An unmovable block of `order` cut to its first `blocks` minimum blocks (`fit=exact`): the
+    /// tail goes straight back to the free bitmaps, and the tracker and counters hold only the
+    /// kept bytes. The location returned is the allocation's first piece.
+    mutating func allocateTrimmed(blocks: Int, order: Int, alignmentRaised: Bool, allowSteal: Bool) -> BuddyAllocation? {
+        // The high-water mark counts the kept bytes only, not the whole block for an instant.
+        let highWater = counters.highWaterBytes
+        guard let block = allocateBlock(order: order, alignmentRaised: alignmentRaised, mobility: .unmovable, allowSteal: allowSteal) else {
+            return nil
+        }
+        let whole = arena.geometry.blockSize(order: order), kept = blocks &<< arena.geometry.minBlockShift
+        let first = arena.trim(block.location, keeping: blocks)
+        tracker.remove(slot: block.location.slot, bytes: whole, mobility: .unmovable)
+        tracker.add(slot: block.location.slot, bytes: kept, mobility: .unmovable)
+        counters.allocatedBytes -= whole - kept
+        counters.highWaterBytes = max(highWater, counters.allocatedBytes)
+        checkAfterOperation(slot: block.location.slot)
+        return BuddyAllocation(address: block.address, location: first)
+    }
+
     mutating func allocateRun(count: Int, alignment: Int, boundary: Int, mobility: Mobility) -> BuddyAllocation? {
         if mobility == .unmovable, let kept = takeCachedRun(count: count, alignment: alignment, boundary: boundary) {
             return kept

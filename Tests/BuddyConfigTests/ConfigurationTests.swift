@@ -70,6 +70,7 @@ struct ConfigurationTests {
         BadInput("a:size=4M,cpus=0-9", pool: "a", token: "cpus=0-9", expected: "does not"),
         BadInput("a:size=4M,cpus=4", pool: "a", token: "cpus=4", expected: "CPU 4 is not allowed"),
         BadInput("a:size=4M,min-block=3000", pool: "a", token: "min-block=3000", expected: "power of two"),
+        BadInput("a:size=4M,fit=tight", pool: "a", token: "fit=tight", expected: "buddy or exact"),
         BadInput("a:size=4M,min-block=1M,max-order=11", pool: "a", token: "max-order=11", expected: "at most 1G"),
         BadInput("a:size=4M,max-order=5,cache-order=7", pool: "a", token: "cache-order=7", expected: "max-order 5"),
         BadInput("a:size=4M", pool: nil, token: "B", expected: "name of a pool in BUDDYPOOLS",
@@ -101,7 +102,7 @@ struct ConfigurationTests {
     func fullDefinition() throws {
         let plans = try PoolSet.plan(environment: [
             "BUDDYPOOLS": "hot:size=1G,nodes=0,page=2M,priority=10,locked=1,min=256M,max=2G,cpus=0-1,cache=group2,cache-order=4;"
-                + "bulk:size=8G,nodes=1,policy=interleave,page=thp!,min-block=64K,max-order=5,grouping=0,accounting=1",
+                + "bulk:size=8G,nodes=1,policy=interleave,page=thp!,min-block=64K,max-order=5,grouping=0,accounting=1,fit=exact",
             "BUDDYPOOLS_BULK_SIZE": "4G",
         ], topology: FakeTopology.machine)
         #expect(plans.count == 2)
@@ -115,6 +116,7 @@ struct ConfigurationTests {
         #expect(bulk.capacity == 4 << 30, "the override replaced the size")
         #expect(bulk.policy == .interleave && bulk.pageSize == .transparent && bulk.strictPageSize)
         #expect(bulk.minBlock == 64 << 10 && bulk.maxOrder == 5 && !bulk.mobilityGrouping && bulk.allocationAccounting)
+        #expect(bulk.fit == .exact && hot.fit == .buddy, "fit=exact is asked for; buddy is the default")
         #expect(plans[1].borrowHeadroomBytes == 0, "the lowest priority borrows from nobody")
 
         let lending = try PoolSet.plan(

@@ -11,11 +11,16 @@ struct CheckedDeallocationExitTests {
         case doubleFree, doubleFreeLarge, interior, foreign, wrongPool, wrongSize, handleAddress
         // Objects below a page (slabs): the same mistakes, the same messages.
         case objectDoubleFree, objectDoubleFreeOtherThread, objectDoubleFreeUncached, objectInterior, objectWrongPool, objectWrongSize
+        // Exact-size allocations (fit=exact): 20 KiB kept as a 16 KiB piece and a 4 KiB piece.
+        case exactDoubleFree, exactInteriorPiece, exactWrongSize
 
         var expectedText: [String] {
             switch self {
-            case .doubleFree, .doubleFreeLarge, .objectDoubleFree, .objectDoubleFreeOtherThread, .objectDoubleFreeUncached: ["double free"]
+            case .doubleFree, .doubleFreeLarge, .objectDoubleFree, .objectDoubleFreeOtherThread, .objectDoubleFreeUncached, .exactDoubleFree: ["double free"]
             case .interior, .objectInterior: ["interior pointer"]
+            // The message names the whole allocation, not the piece the address is in.
+            case .exactInteriorPiece: ["interior pointer", "inside the 20 KiB block that starts at"]
+            case .exactWrongSize: ["wrong size", "allocated as a 20 KiB block"]
             case .foreign: ["foreign pointer"]
             case .wrongPool, .objectWrongPool: ["wrong pool", "'owner'"]
             case .wrongSize, .objectWrongSize: ["wrong size"]
@@ -30,6 +35,7 @@ struct CheckedDeallocationExitTests {
             var configuration = PoolConfiguration(name: "victim", capacity: 8 << 20)
             configuration.pageSize = .base
             if self == .doubleFreeLarge || self == .objectDoubleFreeUncached { configuration.cache.enabled = false }
+            if [.exactDoubleFree, .exactInteriorPiece, .exactWrongSize].contains(self) { configuration.fit = .exact }
             let pool = try! MemoryPool(configuration: configuration)
             switch self {
             case .doubleFree:
@@ -76,6 +82,16 @@ struct CheckedDeallocationExitTests {
             case .objectWrongSize:
                 let object = try! pool.allocate(byteCount: 64)
                 pool.deallocate(object, byteCount: 1000)
+            case .exactDoubleFree:
+                let block = try! pool.allocate(byteCount: 20 << 10)
+                pool.deallocate(block)
+                pool.deallocate(block)
+            case .exactInteriorPiece:
+                let block = try! pool.allocate(byteCount: 20 << 10)
+                pool.deallocate(block + (16 << 10))
+            case .exactWrongSize:
+                let block = try! pool.allocate(byteCount: 20 << 10)
+                pool.deallocate(block, byteCount: 8 << 10)
             }
         }
     }

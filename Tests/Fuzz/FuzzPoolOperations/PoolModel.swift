@@ -29,7 +29,7 @@ final class PoolModel {
     private var nextTag: UInt64 = 0x7A6B_0000_0000_0001
 
     /// Options from one byte: the borrower's poison and zeroing, the lender's cache, min and
-    /// lending, compaction on either side.
+    /// lending, compaction on either side, exact sizes on both.
     init?(options: UInt8) {
         var hi = "hi:size=4M,priority=10,page=4K,max=12M"
         var lo = "lo:size=8M,priority=1,page=4K"
@@ -39,6 +39,10 @@ final class PoolModel {
         if options & 16 != 0 { hi += ",compaction=0" }
         if options & 32 != 0 { lo += ",min=2M" }
         if options & 64 != 0 { lo += ",lend=0" }
+        if options & 128 != 0 {
+            hi += ",fit=exact"
+            lo += ",fit=exact"
+        }
         do {
             set = try PoolSet(environment: ["BUDDYPOOLS": "\(hi);\(lo)", "BUDDYPOOLS_DIAGNOSTICS": "quiet"])
         } catch {
