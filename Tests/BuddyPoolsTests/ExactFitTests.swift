@@ -1,4 +1,5 @@
 import BuddyPools
+import Glibc
 import TestSupport
 import Testing
 
@@ -28,7 +29,7 @@ struct ExactFitTests {
         var blocks: [UnsafeMutableRawPointer] = []
         for _ in 0..<800 {
             let shift = 12.0 + 9.0 * Double(random.next() >> 11) / Double(1 << 53)
-            let size = min(2 << 20, Int(Double(1 << 30) * _exp2(shift - 30)))
+            let size = min(2 << 20, Int(exp2(shift)))
             blocks.append(try pool.allocate(byteCount: size))
             asked += size
         }
