@@ -52,6 +52,7 @@ struct ChildRun {
         case .gups: return gups()
         case .numa: return numa()
         case .churn: return ChurnExperiment(settings: settings, node: localNode).run()
+        case .program: return ProgramScenario.run(contender: contender)
         }
     }
 
