@@ -515,8 +515,8 @@ public final class BuddyArena {
     /// `blocks` minimum blocks (1 ..< 1 << order), as the kernel's `alloc_pages_exact` does: the
     /// kept part is one piece per set bit of `blocks`, largest first, each aligned to its size
     /// (the first `trimmed`, the rest `trimmedPiece`); the tail goes back to the free bitmaps as
-    /// blocks of rising order. No tail block merges: its buddy is always a kept piece or, for
-    /// the largest, part of one. Returns the first piece's location.
+    /// blocks of rising order. No tail block merges: its buddy lies just below it and holds a
+    /// kept piece, whose head is not free. Returns the first piece's location.
     public func trim(_ location: BlockLocation, keeping blocks: Int) -> BlockLocation {
         let slot = location.slot, start = location.blockOffset, size = 1 &<< location.order
         // Invariant: the caller keeps part of the block and holds its head allocated.
