@@ -1,12 +1,17 @@
 import Glibc
 
-/// Spawns this executable again (posix_spawn) with extra environment variables and
-/// returns its stdout, so each contender runs in a process of its own.
+/// Spawns a process (posix_spawn) with this one's environment plus extra variables and
+/// returns its stdout, exit status, wall time and peak RSS: this executable again, so each
+/// contender runs in a process of its own, or a real program under a contender's malloc.
 enum ChildProcess {
     struct Outcome {
         var output: String
         /// The exit status, or 128 + signal number when it was killed.
         var status: Int32
+        /// From just before the spawn to the child's exit.
+        var nanoseconds: UInt64 = 0
+        /// The child's peak RSS (wait4's ru_maxrss).
+        var peakResidentKiB: Int = 0
     }
 
     static func executablePath() -> String {
@@ -15,9 +20,17 @@ enum ChildProcess {
         return length > 0 ? String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
     }
 
+    /// This executable again with `arguments`; status -1 when it could not be started.
     static func run(arguments: [String], extraEnvironment: [String: String]) -> Outcome {
+        spawn(executablePath(), arguments: arguments, extraEnvironment: extraEnvironment, searchesPath: false)
+            ?? Outcome(output: "", status: -1)
+    }
+
+    /// `program` (looked up on PATH with `searchesPath`) with `arguments`; nil with errno set
+    /// when it could not be started.
+    static func spawn(_ program: String, arguments: [String], extraEnvironment: [String: String], searchesPath: Bool) -> Outcome? {
         var pipe: [Int32] = [0, 0]
-        guard Glibc.pipe(&pipe) == 0 else { return Outcome(output: "", status: -1) }
+        guard Glibc.pipe(&pipe) == 0 else { return nil }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
@@ -34,19 +47,21 @@ enum ChildProcess {
         }
         environment += extraEnvironment.map { "\($0.key)=\($0.value)" }
 
-        let path = executablePath()
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let argv = ([program] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer {
             for pointer in argv { free(pointer) }
             for pointer in envp { free(pointer) }
         }
+        var start = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
         var pid = pid_t()
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        let spawned = searchesPath ? posix_spawnp(&pid, program, &actions, nil, argv, envp) : posix_spawn(&pid, program, &actions, nil, argv, envp)
         close(pipe[1])
         guard spawned == 0 else {
             close(pipe[0])
-            return Outcome(output: "", status: -1)
+            errno = spawned
+            return nil
         }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
@@ -58,8 +73,14 @@ enum ChildProcess {
         }
         close(pipe[0])
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0, errno == EINTR {}
+        var end = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &end)
         let exited = status & 0x7F == 0
-        return Outcome(output: String(decoding: bytes, as: UTF8.self), status: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F))
+        return Outcome(
+            output: String(decoding: bytes, as: UTF8.self), status: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F),
+            nanoseconds: UInt64(end.tv_sec - start.tv_sec) &* 1_000_000_000 &+ UInt64(end.tv_nsec) &- UInt64(start.tv_nsec),
+            peakResidentKiB: usage.ru_maxrss)
     }
 }
