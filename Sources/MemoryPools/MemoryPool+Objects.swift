@@ -368,17 +368,18 @@ extension MemoryPool {
 // MARK: What a request costs
 
 extension MemoryPool {
-    /// The bytes a request would hold if served: its object class, its buddy block or its run of
-    /// superblocks; nil when no pool could serve it (a bad size or alignment).
+    /// The bytes a request would hold if served: its object class, its buddy block (its kept
+    /// minimum blocks in a `fit=exact` pool) or its run of superblocks; nil when no pool could
+    /// serve it (a bad size or alignment).
     public func heldBytes(forByteCount byteCount: Int, alignment: Int = 16, mobility: Mobility = .unmovable) -> Int? {
         guard byteCount > 0, alignment > 0, alignment & (alignment - 1) == 0 else { return nil }
         if objectsServed, mobility == .unmovable, let classBytes = SizeClasses.classBytes(size: byteCount, alignment: alignment),
            slabs?.classes[SizeClasses.index(classBytes: classBytes)] != nil {
             return classBytes
         }
-        if let (order, _) = geometry.order(byteCount: byteCount, alignment: alignment) { return geometry.blockSize(order: order) }
-        let count = geometry.superblockCount(byteCount: byteCount)
-        return count <= superblockLimit ? count << geometry.superblockShift : nil
+        // A run longer than the pool could ever hold is no answer.
+        if geometry.order(byteCount: byteCount, alignment: alignment) == nil, geometry.superblockCount(byteCount: byteCount) > superblockLimit { return nil }
+        return blockBytes(forRequest: byteCount, alignment: alignment, mobility: mobility, trims: true)
     }
 
     /// The slab size this pool cuts objects of `objectBytes` (a class size) from, or nil.

@@ -84,6 +84,7 @@ struct ExactFitTests {
         // 20 KiB: a 16 KiB piece and a 4 KiB piece of a 32 KiB block.
         let block = try pool.allocate(byteCount: 20 << 10)
         #expect(pool.allocatedSize(of: block) == 20 << 10)
+        #expect(pool.heldBytes(forByteCount: 20 << 10) == 20 << 10, "the pool's own answer for the request")
         #expect(pool.validate(block) == nil)
         #expect(pool.validate(block, byteCount: (16 << 10) + 1) == nil, "any size needing the same five pages")
         #expect(pool.validate(block, byteCount: 16 << 10) == .wrongSize(given: 16 << 10, allocatedBytes: 20 << 10))
@@ -144,6 +145,7 @@ struct ExactFitTests {
                 #expect(address % UInt(alignment) == 0, "\(size) B aligned \(alignment)")
                 let held = try #require(pool.allocatedSize(of: pointer))
                 #expect(held >= size)
+                #expect(held == pool.heldBytes(forByteCount: size, alignment: alignment), "\(size) B aligned \(alignment)")
                 if size > 4096, size <= 2 << 20 {
                     // Less than a page lost, whatever the alignment raised the block to.
                     #expect(held - size < 4096, "\(size) B aligned \(alignment) holds \(held)")
