@@ -541,6 +541,17 @@ public final class BuddyArena {
         return BlockLocation(slot: slot, blockOffset: start, order: firstOrder)
     }
 
+    /// The bytes an allocated head holds: its run, every piece of an exact-size allocation, or
+    /// its block.
+    public func heldBytes(_ location: BlockLocation) -> Int {
+        let run = runLength(slot: location.slot)
+        if run > 1 { return run &<< geometry.superblockShift }
+        if BlockState(rawValue: state(slot: location.slot, offset: location.blockOffset).pointee.load(ordering: .relaxed)).isTrimmed {
+            return trimmedBlockCount(location) &<< geometry.minBlockShift
+        }
+        return geometry.blockSize(order: location.order)
+    }
+
     /// The minimum blocks an exact-size allocation holds, from its first piece.
     public func trimmedBlockCount(_ location: BlockLocation) -> Int {
         var blocks = 0
@@ -560,7 +571,8 @@ public final class BuddyArena {
         return nil
     }
 
-    /// Calls `body` with each piece (offset, order) of the exact-size allocation at `location`.
+    /// Calls `body` with each piece (offset, order) of the exact-size allocation at `location`;
+    /// the next piece is read after `body` returns.
     private func forEachTrimmedPiece(_ location: BlockLocation, _ body: (Int, Int) -> Void) {
         var offset = location.blockOffset
         var order = location.order
@@ -575,21 +587,15 @@ public final class BuddyArena {
     }
 
     /// Frees every piece of an exact-size allocation, first to last, with no array (a locked
-    /// pool's free allocates nothing). Freeing a piece leaves the next piece's head as it was:
-    /// no free block can contain an allocated piece, so no merge reaches it.
+    /// pool's free allocates nothing). Freeing a piece leaves the next piece's head as it was, so
+    /// the walk finds it after the release: no free block can contain an allocated piece, so no
+    /// merge reaches it. The last piece's merges may clear the byte after it, which ends the walk.
     private func freeTrimmed(_ location: BlockLocation) -> BuddyRelease {
         var bytes = 0
         var superblockFreed = false
-        var offset = location.blockOffset
-        var order = location.order
-        while true {
+        forEachTrimmedPiece(location) { offset, order in
             bytes += geometry.blockSize(order: order)
             if release(slot: location.slot, offset: offset, order: order) == geometry.maxOrder { superblockFreed = true }
-            offset += 1 &<< order
-            guard offset < geometry.blocksPerSuperblock else { break }
-            let next = BlockState(rawValue: state(slot: location.slot, offset: offset).pointee.load(ordering: .relaxed))
-            guard next.isTrimmedPiece else { break }
-            order = next.order
         }
         return BuddyRelease(slot: location.slot, order: location.order, byteCount: bytes, mobilityClass: 0, superblockFreed: superblockFreed)
     }

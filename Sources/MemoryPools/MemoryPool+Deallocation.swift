@@ -131,7 +131,7 @@ extension MemoryPool {
         }
         return core.locked { core in
             guard case .freeable(let location, _, _) = classify(address, byteCount: nil, core: &core) else { return nil }
-            return heldBytes(location, arena: core.arena)
+            return core.arena.heldBytes(location)
         }
     }
 
@@ -157,7 +157,7 @@ extension MemoryPool {
                 badDeallocation(address, problem)
             case .freeable(let location, _, let mobility):
                 if let problem = handleProblem(address, mobility: mobility) { badDeallocation(address, problem) }
-                if scrubs { scrubFreed(address, byteCount: heldBytes(location, arena: core.arena)) }
+                if scrubs { scrubFreed(address, byteCount: core.arena.heldBytes(location)) }
                 core.freeBlock(location, mobility: mobility)
                 core.counters.deallocations += 1
                 return !core.pendingReturns.isEmpty
@@ -196,8 +196,8 @@ extension MemoryPool {
             return .problem(enclosingBlockProblem(slot: slot, offset: offset, core: core))
         case .head(let location, let state):
             let run = core.arena.runLength(slot: location.slot)
-            // From what is loaded already (heldBytes would take the arena again: a retain and a
-            // release per checked free, callgrind).
+            // arena.heldBytes from what is loaded already: calling it here retained and released
+            // the arena on every checked free (+58 instructions a 4K pair, callgrind).
             let blockBytes = run > 1 ? run << geometry.superblockShift
                 : state.isTrimmed ? core.arena.trimmedBlockCount(location) << geometry.minBlockShift : geometry.blockSize(order: location.order)
             switch state.kind {
@@ -228,18 +228,6 @@ extension MemoryPool {
         }
     }
 
-    /// The bytes a checked allocation holds: its run, its exact-size pieces or its block. Takes
-    /// the arena, not the core: a borrowed PoolCore parameter is copied (memcpy, callgrind);
-    /// inlined, so the arena is not retained for the call.
-    @inline(__always)
-    func heldBytes(_ location: BlockLocation, arena: BuddyArena) -> Int {
-        let run = arena.runLength(slot: location.slot)
-        if run > 1 { return run << geometry.superblockShift }
-        let state = BlockState(rawValue: arena.state(slot: location.slot, offset: location.blockOffset).pointee.load(ordering: .relaxed))
-        if state.isTrimmed { return arena.trimmedBlockCount(location) << geometry.minBlockShift }
-        return geometry.blockSize(order: location.order)
-    }
-
     private func sizeMatches(_ byteCount: Int, run: Int, order: Int, raised: Bool) -> Bool {
         guard byteCount > 0 else { return false }
         if run > 1 { return geometry.superblockCount(byteCount: byteCount) == run }
@@ -249,21 +237,18 @@ extension MemoryPool {
 
     /// An address inside a block: find the block that encloses it.
     private func enclosingBlockProblem(slot: Int, offset: Int, core: borrowing PoolCore) -> DeallocationProblem {
-        // Inside an exact-size allocation: name its start and the bytes it holds.
         for order in 0...geometry.maxOrder {
             let head = offset & ~((1 << order) - 1)
             let state = BlockState(rawValue: core.arena.state(slot: slot, offset: head).pointee.load(ordering: .relaxed))
             guard state != .interior, state.order >= order else { continue }
-            guard state.isTrimmed || state.isTrimmedPiece else { break }
-            let first = state.isTrimmed ? BlockLocation(slot: slot, blockOffset: head, order: state.order)
-                : core.arena.trimmedStart(slot: slot, pieceOffset: head)
-            guard let first else { break }
-            return .interior(blockStart: core.arena.address(of: first), blockBytes: core.arena.trimmedBlockCount(first) << geometry.minBlockShift)
-        }
-        for order in 1...max(1, geometry.maxOrder) where order <= geometry.maxOrder {
-            let head = offset & ~((1 << order) - 1)
-            let state = BlockState(rawValue: core.arena.state(slot: slot, offset: head).pointee.load(ordering: .relaxed))
-            guard state != .interior, state.order >= order else { continue }
+            // Inside an exact-size allocation: name its start and the bytes it holds.
+            if state.isTrimmed || state.isTrimmedPiece,
+               let first = state.isTrimmed ? BlockLocation(slot: slot, blockOffset: head, order: state.order)
+                   : core.arena.trimmedStart(slot: slot, pieceOffset: head) {
+                return .interior(blockStart: core.arena.address(of: first), blockBytes: core.arena.trimmedBlockCount(first) << geometry.minBlockShift)
+            }
+            // Any other block starting at the address itself is not taken for the enclosing one.
+            guard order > 0 else { continue }
             let start = core.arena.baseAddress(slot: slot) + UInt(head << geometry.minBlockShift)
             let bytes = geometry.blockSize(order: state.order)
             return state.kind == .free ? .doubleFree(blockBytes: bytes) : .interior(blockStart: start, blockBytes: bytes)
