@@ -124,7 +124,9 @@ package struct SlabDescriptor: ~Copyable {
     package func objectIndex(of address: UInt) -> Int? {
         let offset = UInt64(address &- base)
         let index = (offset &* reciprocal) &>> 40
-        guard index &* UInt64(objectBytes) == offset, index < UInt64(objectCount) else { return nil }
+        // Truncating: both are positive (set by `start`), and a checked conversion is two
+        // compare-and-trap pairs on every free.
+        guard index &* UInt64(truncatingIfNeeded: objectBytes) == offset, index < UInt64(truncatingIfNeeded: objectCount) else { return nil }
         return Int(truncatingIfNeeded: index)
     }
 

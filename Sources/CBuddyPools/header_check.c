@@ -5,7 +5,6 @@
 #include "buddypools_shim.h"
 
 #include <malloc.h>
-#include <stdatomic.h>
 
 _Static_assert(sizeof(buddypools_pool_t) == sizeof(void *), "a pool handle is one pointer");
 
@@ -25,23 +24,14 @@ size_t cbuddypools_system_usable_size(void *pointer) {
     return cbuddypools_next_usable_size ? cbuddypools_next_usable_size(pointer) : malloc_usable_size(pointer);
 }
 
-static uintptr_t range_starts[CBUDDYPOOLS_MAX_RANGES], range_ends[CBUDDYPOOLS_MAX_RANGES];
-static _Atomic int range_count = 0;
+uintptr_t cbuddypools_range_starts[CBUDDYPOOLS_MAX_RANGES], cbuddypools_range_sizes[CBUDDYPOOLS_MAX_RANGES];
+int cbuddypools_range_count = 0;
 
 // Called under the Swift side's once-only initialization: one writer.
 void cbuddypools_add_range(uintptr_t start, uintptr_t end) {
-    int count = atomic_load_explicit(&range_count, memory_order_relaxed);
+    int count = __atomic_load_n(&cbuddypools_range_count, __ATOMIC_RELAXED);
     if (count >= CBUDDYPOOLS_MAX_RANGES) return;
-    range_starts[count] = start;
-    range_ends[count] = end;
-    atomic_store_explicit(&range_count, count + 1, memory_order_release);
-}
-
-int cbuddypools_in_pool_range(const void *pointer) {
-    uintptr_t address = (uintptr_t)pointer;
-    int count = atomic_load_explicit(&range_count, memory_order_acquire);
-    for (int index = 0; index < count; index++) {
-        if (address - range_starts[index] < range_ends[index] - range_starts[index]) return 1;
-    }
-    return 0;
+    cbuddypools_range_starts[count] = start;
+    cbuddypools_range_sizes[count] = end - start;
+    __atomic_store_n(&cbuddypools_range_count, count + 1, __ATOMIC_RELEASE);
 }

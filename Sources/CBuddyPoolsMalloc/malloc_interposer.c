@@ -30,10 +30,17 @@ extern size_t (*cbuddypools_next_usable_size)(void *);
 extern void *buddypools_heap_start(void);
 extern void *buddypools_heap_malloc(void *heap, size_t size);
 extern void buddypools_heap_free(void *heap, void *pointer);
+// The heap's one pool (NULL: several, or one named by BUDDYPOOLS_MALLOC), and malloc and free
+// on its thread caches only: they never call malloc nor lock, so they run before the guard is
+// set (NULL and 0: not done; the guarded call does it).
+extern void *buddypools_heap_cached_pool(void *heap);
+extern void *buddypools_pool_malloc_cached(void *pool, size_t size);
+extern int buddypools_pool_free_cached(void *pool, void *pointer);
 
 static _Atomic int ready = 0;
-// The process heap, set before `ready` (read after it, with acquire).
+// The process heap and its cached pool, set before `ready` (read after it, with acquire).
 static void *heap;
+static void *cached_pool;
 // Initial-exec TLS: the library is preloaded or linked, never dlopen'ed late, and the general
 // model's __tls_get_addr call showed in every malloc.
 #define FAST_TLS __thread __attribute__((tls_model("initial-exec")))
@@ -62,6 +69,7 @@ __attribute__((constructor)) static void buddypools_malloc_start(void) {
     // asked for from inside the Swift runtime's own once-only sections, which making them needs
     // too (a deadlock seen with a Swift program).
     heap = buddypools_heap_start();
+    cached_pool = buddypools_heap_cached_pool(heap);
     inside = 0;
     atomic_store(&ready, 1);
 }
@@ -83,12 +91,27 @@ static void leave(void) {
 
 static inline void count(_Atomic size_t *counter) { atomic_fetch_add_explicit(counter, 1, memory_order_relaxed); }
 
-void *malloc(size_t size) {
+// Out of line, so malloc's cached path saves no registers for it.
+__attribute__((noinline)) static void *malloc_guarded(size_t size) {
     if (!use_pools()) { count(&bootstrap_calls); return __libc_malloc(size); }
     enter();
     void *pointer = buddypools_heap_malloc(heap, size);
     leave();
     return pointer;
+}
+
+void *malloc(size_t size) {
+    if (use_pools() && cached_pool) {
+        void *pointer = buddypools_pool_malloc_cached(cached_pool, size);
+        if (pointer) return pointer;
+    }
+    return malloc_guarded(size);
+}
+
+__attribute__((noinline)) static void free_guarded(void *pointer) {
+    enter();
+    buddypools_heap_free(heap, pointer);
+    leave();
 }
 
 void free(void *pointer) {
@@ -99,9 +122,8 @@ void free(void *pointer) {
         else count(&lost_frees);
         return;
     }
-    enter();
-    buddypools_heap_free(heap, pointer);
-    leave();
+    if (cached_pool && buddypools_pool_free_cached(cached_pool, pointer)) return;
+    free_guarded(pointer);
 }
 
 void *calloc(size_t count_, size_t size) {

@@ -58,6 +58,23 @@ extension MemoryPool {
         deallocateSlowly(address, byteCount: nil)
     }
 
+    /// The lock-free part of `deallocate` alone, for the malloc library: true when the object
+    /// went back to its slab (the thread's own, or another heap's with one atomic or) or the
+    /// block into the thread's magazine; false sends the caller to `deallocate`, which checks
+    /// the pointer again and names what is wrong. Objects first: nearly every free a program
+    /// makes through malloc is one. Never calls malloc nor takes a lock, except to hand back a
+    /// slab the free emptied, which runs inside the allocator's reentry guard
+    /// (`FastPathAccessors.guardAllocator`), so the caller must not be inside it already.
+    @inlinable @inline(__always)
+    package func deallocateFromCaches(_ pointer: UnsafeMutableRawPointer) -> Bool {
+        let address = UInt(bitPattern: pointer)
+        if freeCachedObject(address, byteCount: nil, guardsAllocator: true) { return true }
+        if let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil) {
+            return cacheFastPath.push(address: address, state: state, order: order)
+        }
+        return false
+    }
+
     /// Frees a block, also checking that `byteCount` is the size it was allocated with.
     @inlinable
     public func deallocate(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {

@@ -22,11 +22,11 @@ extension MemoryPool {
     @inlinable @inline(__always)
     func cachedObject(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
         guard objectsInline, alignment & (alignment &- 1) == 0,
-              let classBytes = SizeClasses.classBytes(size: byteCount, alignment: alignment),
+              let classIndex = SizeClasses.index(size: byteCount, alignment: alignment),
               let cache = cacheFastPath.currentThreadCache(), let heap = cache.pointee.objectHeap
         else { return nil }
         guard cacheFastPath.enter(cache) else { return nil }
-        let address = PoolSlabs.take(classIndex: SizeClasses.index(classBytes: classBytes), heap: heap.assumingMemoryBound(to: SlabHeap.self))
+        let address = PoolSlabs.take(classIndex: classIndex, heap: heap.assumingMemoryBound(to: SlabHeap.self))
         cacheFastPath.leave(cache)
         guard let address else { return nil }
         // Invariant: objects lie inside mapped slabs, never at address 0.
@@ -35,9 +35,10 @@ extension MemoryPool {
 
     /// Frees an object of the first region lock-free: into the thread's own slab, or one atomic
     /// or into another heap's. False sends the caller to the checked slow path (which also
-    /// reports a double free the fast path saw).
+    /// reports a double free the fast path saw). `guardsAllocator`: a slab the free empties is
+    /// handed back inside the malloc library's reentry guard (the caller is outside it).
     @inlinable @inline(__always)
-    func freeCachedObject(_ address: UInt, byteCount: Int?) -> Bool {
+    func freeCachedObject(_ address: UInt, byteCount: Int?, guardsAllocator: Bool = false) -> Bool {
         guard let (slab, index) = objectFastPath.object(at: address) else { return false }
         if let byteCount, SizeClasses.classBytes(size: byteCount, alignment: 1) != slab.pointee.objectBytes { return false }
         if let cache = cacheFastPath.currentThreadCache(), let heap = cache.pointee.objectHeap,
@@ -48,7 +49,7 @@ extension MemoryPool {
             switch result {
             case .freed: return true
             case .slabEmpty:
-                slabEmptied(slab, cache: cache)
+                slabEmptied(slab, cache: cache, guardsAllocator: guardsAllocator)
                 return true
             case .doubleFree: return false
             }
@@ -58,8 +59,12 @@ extension MemoryPool {
 
     /// A local free emptied a slab: keep it or give it back, holding the heap exclusively.
     @usableFromInline @inline(never)
-    func slabEmptied(_ slab: UnsafeMutablePointer<SlabDescriptor>, cache: UnsafeMutablePointer<ThreadCache>) {
+    func slabEmptied(_ slab: UnsafeMutablePointer<SlabDescriptor>, cache: UnsafeMutablePointer<ThreadCache>, guardsAllocator: Bool) {
         guard let slabs else { return }
+        // Handing a slab back takes locks and may allocate: under the malloc library, from
+        // outside its guard, those allocations must go around the pools.
+        if guardsAllocator { FastPathAccessors.guardAllocator(entering: true) }
+        defer { if guardsAllocator { FastPathAccessors.guardAllocator(entering: false) } }
         cache.pointee.lock.locked { _ in
             guard let heap = cache.pointee.objectHeap?.assumingMemoryBound(to: SlabHeap.self),
                   // A drainer may have given it back in between.

@@ -16,6 +16,20 @@ size_t cbuddypools_system_usable_size(void *pointer);
  * without entering Swift. Filled once, when the process's pool set is made. */
 enum { CBUDDYPOOLS_MAX_RANGES = 256 };
 void cbuddypools_add_range(uintptr_t start, uintptr_t end);
-int cbuddypools_in_pool_range(const void *pointer);
+/* Start and byte count of each range, and how many are filled (a plain int for Swift's
+ * importer, written and read with the atomic builtins: release by the one writer, acquire). */
+extern uintptr_t cbuddypools_range_starts[CBUDDYPOOLS_MAX_RANGES], cbuddypools_range_sizes[CBUDDYPOOLS_MAX_RANGES];
+extern int cbuddypools_range_count;
+
+/* Inline: every free of the malloc library asks (a call and a loop cost 20 instructions of a
+ * malloc-free pair of 406, callgrind). */
+static inline int cbuddypools_in_pool_range(const void *pointer) {
+    uintptr_t address = (uintptr_t)pointer;
+    int count = __atomic_load_n(&cbuddypools_range_count, __ATOMIC_ACQUIRE);
+    for (int index = 0; index < count; index++) {
+        if (address - cbuddypools_range_starts[index] < cbuddypools_range_sizes[index]) return 1;
+    }
+    return 0;
+}
 
 #endif
