@@ -37,14 +37,17 @@ let package = Package(
         .target(name: "BuddyCore"),
         // The one door to the OS: every system call wrapped once, topology, regions, placement.
         .target(name: "BuddySystem", dependencies: ["BuddyCore", "CNuma"]),
+        // The object fast path in C (static inline): shared by the pools' inlined paths and the
+        // malloc library's entry points, which must be C; views of the Swift structures it reads.
+        .target(name: "CBuddyFastPath", dependencies: ["CNuma"]),
         // Per-thread magazines and per-CPU depots in front of a pool, and the fast path they serve.
-        .target(name: "BuddyCaches", dependencies: ["BuddyCore", "BuddySystem"]),
+        .target(name: "BuddyCaches", dependencies: ["BuddyCore", "BuddySystem", "CBuddyFastPath"]),
         // Objects below a page: size classes, slabs on buddy blocks with out-of-band bitmaps, per-thread heaps.
-        .target(name: "BuddySlabs", dependencies: ["BuddyCore", "BuddySystem"]),
+        .target(name: "BuddySlabs", dependencies: ["BuddyCore", "BuddySystem", "CBuddyFastPath"]),
         // PoolConfiguration and the BUDDYPOOLS grammar that fills it: plain values for the pools.
         .target(name: "BuddyConfig", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches"]),
         // MemoryPool and PoolSet: creation, allocation, checked frees, lending, reclaim, statistics.
-        .target(name: "MemoryPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddySlabs", "BuddyConfig"]),
+        .target(name: "MemoryPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddySlabs", "BuddyConfig", "CBuddyFastPath"]),
         // The umbrella users import: re-exports the layers' public names.
         .target(name: "BuddyPools", dependencies: ["BuddyCore", "BuddySystem", "BuddyCaches", "BuddyConfig", "MemoryPools"]),
         // The C API's header, buddypools.h, compiled as C once so a header that is not C fails the build.
@@ -55,7 +58,7 @@ let package = Package(
         // It exports the malloc family and buddypools_* only (exports.map), so its own copy of
         // the Swift modules never mixes with a program's.
         .target(
-            name: "CBuddyPoolsMalloc", dependencies: ["CNuma", "CBuddyPools", "BuddyPoolsC"], exclude: ["exports.map"],
+            name: "CBuddyPoolsMalloc", dependencies: ["CNuma", "CBuddyFastPath", "CBuddyPools", "BuddyPoolsC"], exclude: ["exports.map"],
             linkerSettings: [.linkedLibrary("dl"), .unsafeFlags(["-Xlinker", "--version-script=\(mallocExports)"])]),
         // Optional adapters: pool gauges and counters for swift-metrics, diagnostics for swift-log.
         .target(

@@ -1,5 +1,6 @@
 import BuddyCore
 import BuddySystem
+import CBuddyFastPath
 import Synchronization
 
 /// The lock-free paths of a pool: the calling thread's magazine, reached through one TLS
@@ -96,6 +97,19 @@ package struct CacheFastPath: @unchecked Sendable {
             superblockShift: superblockShift, maxOrder: maxOrder, poolID: poolID, expectedOrder: expectedOrder)
     }
 
+    /// `cacheableHead` for a caller that loaded the state byte (`value`) of an address `offset`
+    /// bytes into the first region.
+    @inlinable @inline(__always)
+    package func cacheableHead(offset: UInt, value: UInt8) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
+        // Truncating conversions: as in the static form below.
+        guard offset < regionBytes, offset & minBlockMask == 0, value &>> 4 == BlockState.Tag.allocatedUnmovable.rawValue else { return nil }
+        let order = Int(value & 0x0F)
+        guard order <= maxOrder,
+              owners[Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: superblockShift))].load(ordering: .relaxed) == poolID
+        else { return nil }
+        return (states + Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: minBlockShift)), order)
+    }
+
     @inlinable @inline(__always)
     package static func cacheableHead(
         offset: UInt, states: UnsafeMutablePointer<Atomic<UInt8>>, owners: UnsafeMutablePointer<Atomic<UInt32>>,
@@ -139,28 +153,15 @@ package struct CacheFastPath: @unchecked Sendable {
         (UnsafeMutableRawPointer(cache) + ThreadCache.magazinesOffset).assumingMemoryBound(to: Magazine.self) + order
     }
 
+    /// The drain handshake (`buddy_cache_enter` in C, which the object fast path shares): marks
+    /// the owner in its cache; false when a drainer asked it to stay out.
     @inlinable @inline(__always)
     package func enter(_ cache: UnsafeMutablePointer<ThreadCache>) -> Bool {
-        let drainRequested: UInt8
-        if FastPathAccessors.underThreadSanitizer {
-            // Real fences, which TSan understands (it cannot see the drainer's membarrier).
-            cache.pointee.inUse.store(1, ordering: .sequentiallyConsistent)
-            drainRequested = cache.pointee.drainRequested.load(ordering: .sequentiallyConsistent)
-        } else {
-            cache.pointee.inUse.store(1, ordering: .relaxed)
-            FastPathAccessors.compilerBarrier()
-            drainRequested = cache.pointee.drainRequested.load(ordering: .acquiring)
-        }
-        if drainRequested != 0 {
-            cache.pointee.inUse.store(0, ordering: .releasing)
-            return false
-        }
-        return true
+        buddy_cache_enter(ThreadCache.view(cache)) != 0
     }
 
     @inlinable @inline(__always)
     package func leave(_ cache: UnsafeMutablePointer<ThreadCache>) {
-        FastPathAccessors.compilerBarrier()
-        cache.pointee.inUse.store(0, ordering: .releasing)
+        buddy_cache_leave(ThreadCache.view(cache))
     }
 }

@@ -1,5 +1,6 @@
 import BuddyCore
 import BuddySystem
+import CBuddyFastPath
 import Glibc
 import Synchronization
 
@@ -12,6 +13,9 @@ import Synchronization
 /// sets `drainRequested`, runs membarrier(2), which orders the owner's accesses as a full
 /// fence would, and waits for `inUse` to clear. From then on the owner sees the request and
 /// takes `lock` for its own operations until the drainer is done.
+///
+/// The first four fields are what the C object fast path reads (`buddy_thread_cache` in
+/// CBuddyFastPath): keep them first and in this order.
 @usableFromInline
 package struct ThreadCache: ~Copyable {
     /// The pool's token; a slot holding another token belongs to a pool that is gone. First, at
@@ -19,6 +23,9 @@ package struct ThreadCache: ~Copyable {
     @usableFromInline package let token: UInt64
     @usableFromInline package let inUse: Atomic<UInt8>
     @usableFromInline package let drainRequested: Atomic<UInt8>
+    /// The thread's slab heap for this pool (the object layer's), made on its first small
+    /// allocation; reached and changed under the same protocol as the magazines.
+    @usableFromInline package var objectHeap: UnsafeMutableRawPointer?
     /// Blocks the owner took from its magazines on the fast path, for statistics (written by the
     /// owner with a plain load and store, read by anyone: no read-modify-write on the fast path).
     @usableFromInline package let allocations: Atomic<Int>
@@ -39,9 +46,6 @@ package struct ThreadCache: ~Copyable {
     package let grantBytes: Atomic<Int>
     /// The mapping holding this structure, released when the cache is freed.
     let storage: Unmanaged<MetadataBuffer>
-    /// The thread's slab heap for this pool (the object layer's), made on its first small
-    /// allocation; reached and changed under the same protocol as the magazines.
-    @usableFromInline package var objectHeap: UnsafeMutableRawPointer?
     /// Zeroed bytes in the cache's own mapping where the object layer builds that heap, so it
     /// goes away with the cache (also when the pool is gone first).
     package let objectHeapStorage: UnsafeMutableRawPointer
@@ -53,6 +57,7 @@ package struct ThreadCache: ~Copyable {
         self.token = token
         inUse = Atomic(0)
         drainRequested = Atomic(0)
+        objectHeap = nil
         allocations = Atomic(0)
         lastSlowPath = Atomic(epoch)
         forkGeneration = ThreadCalls.forkGeneration
@@ -62,7 +67,6 @@ package struct ThreadCache: ~Copyable {
         self.cacheIndex = cacheIndex
         self.grantBytes = Atomic(grantBytes)
         self.storage = storage
-        objectHeap = nil
         self.objectHeapStorage = objectHeapStorage
     }
 
@@ -75,6 +79,12 @@ package struct ThreadCache: ~Copyable {
             fromByteOffset: cacheIndex &* MemoryLayout<UnsafeMutableRawPointer>.stride, as: UnsafeMutableRawPointer.self)
         let cache = raw.assumingMemoryBound(to: ThreadCache.self)
         return cache.pointee.token == token ? cache : nil
+    }
+
+    /// The C fast path's view of a cache (its first fields, `buddy_thread_cache`).
+    @inlinable @inline(__always)
+    package static func view(_ cache: UnsafeMutablePointer<ThreadCache>) -> UnsafeMutablePointer<buddy_thread_cache> {
+        UnsafeMutableRawPointer(cache).assumingMemoryBound(to: buddy_thread_cache.self)
     }
 
     /// Where the magazines start, relative to the cache: right after the header, so the fast

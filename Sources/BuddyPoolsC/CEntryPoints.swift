@@ -182,22 +182,40 @@ public func buddypools_heap_cached_pool(_ heap: UnsafeMutableRawPointer) -> Unsa
     Unmanaged<ProcessHeap>.fromOpaque(heap)._withUnsafeGuaranteedRef { $0.onlyPool?.toOpaque() }
 }
 
+/// The C object fast path's constants for the heap's one pool (`buddy_object_path`, in the pool's
+/// metadata, which lives as long as the pool), or NULL when there is no one pool or its objects
+/// take the Swift paths: then malloc and free of small sizes go through the calls below.
+@_cdecl("buddypools_heap_object_path")
+public func buddypools_heap_object_path(_ heap: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+    Unmanaged<ProcessHeap>.fromOpaque(heap)._withUnsafeGuaranteedRef { heap in
+        heap.onlyPool?._withUnsafeGuaranteedRef { $0.objectPathForC }
+    }
+}
+
 /// The malloc library's `malloc` before its reentry guard, on the pool
 /// `buddypools_heap_cached_pool` returned: the thread's caches only, never a call to malloc
-/// nor a lock (MemoryPool.allocateFromCaches); NULL sends it to `buddypools_heap_malloc`.
-/// Skipping the guard's thread-local writes and its check for deferred frees, and the heap
-/// between, took a malloc-free pair, loop included, from 431 to 349 instructions
-/// (`scripts/count-instructions malloc`, with the range check inlined and the one-step class index).
+/// nor a lock (MemoryPool.allocateFromCaches); NULL sends it to `buddypools_heap_malloc`. The
+/// library calls it for what the C object fast path does not serve (blocks, or every size when
+/// the pool's objects take the Swift paths).
 @_cdecl("buddypools_pool_malloc_cached")
 public func buddypools_pool_malloc_cached(_ pool: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
     guard size > 0 else { return nil }
     return Unmanaged<MemoryPool>.fromOpaque(pool)._withUnsafeGuaranteedRef { $0.allocateFromCaches(byteCount: size, alignment: mallocAlignment) }
 }
 
-/// The malloc library's `free` of a pointer in a pool's range, before its reentry guard:
-/// 1 when the thread's caches took it (MemoryPool.deallocateFromCaches), 0 sends it to
-/// `buddypools_heap_free`, which checks it and names what is wrong.
+/// The malloc library's `free` of a pointer in a pool's range that the C object fast path did
+/// not take, before its reentry guard: 1 when the thread's magazine took the block
+/// (MemoryPool.deallocateCachedBlock), 0 sends it to `buddypools_heap_free`, which checks it and
+/// names what is wrong.
 @_cdecl("buddypools_pool_free_cached")
 public func buddypools_pool_free_cached(_ pool: UnsafeMutableRawPointer, _ pointer: UnsafeMutableRawPointer) -> Int32 {
-    Unmanaged<MemoryPool>.fromOpaque(pool)._withUnsafeGuaranteedRef { $0.deallocateFromCaches(pointer) } ? 1 : 0
+    Unmanaged<MemoryPool>.fromOpaque(pool)._withUnsafeGuaranteedRef { $0.deallocateCachedBlock(pointer) } ? 1 : 0
+}
+
+/// After the C object fast path's free emptied a slab that is not its class's current one
+/// (BUDDY_FREE_SLAB_EMPTIED): the heap keeps it or gives it back (MemoryPool.objectSlabEmptied).
+/// The malloc library calls it inside its reentry guard: giving a slab back takes locks.
+@_cdecl("buddypools_pool_slab_emptied")
+public func buddypools_pool_slab_emptied(_ pool: UnsafeMutableRawPointer, _ slab: UnsafeMutableRawPointer) {
+    Unmanaged<MemoryPool>.fromOpaque(pool)._withUnsafeGuaranteedRef { $0.objectSlabEmptied(slab) }
 }

@@ -1,39 +1,47 @@
 import BuddyCore
+import CBuddyFastPath
 import Synchronization
 
-/// The lock-free part of an object free in the pool's first region: from an address to its
-/// slab descriptor and object index with no lookup, lock or reference count. Held by value in
-/// the pool. `regionBytes` is 0 when objects must take the out-of-line path (the pool scrubs or
-/// counts sites, or serves no objects), so the first check fails.
+/// The lock-free object paths of a pool's first region: an object from the calling thread's heap,
+/// and the checked free of one, with no lookup, lock or reference count. The work is the C fast
+/// path's (`buddy_object_allocate`, `buddy_object_free`), which the malloc library's entry
+/// points call with the same `path`; this is its Swift face. Held by value in the pool.
 @usableFromInline
 package struct ObjectFastPath: @unchecked Sendable {
-    // @unchecked: the pointers reach state bytes, owners and table addresses, all atomics.
+    // @unchecked: `path` is written once, at the pool's creation, and only read after; what it
+    // points at (state bytes, owners, table addresses) is read atomically.
+    /// The pool's constants for the C side, in the pool's metadata.
+    @usableFromInline package let path: UnsafeMutablePointer<buddy_object_path>
     @usableFromInline package let regionBase: UInt
-    @usableFromInline package let regionBytes: UInt
     /// The first region's size whether or not the inlined path may run (for `stateByte`).
     @usableFromInline package let spanBytes: UInt
     @usableFromInline package let states: UnsafeMutablePointer<Atomic<UInt8>>
-    @usableFromInline package let owners: UnsafeMutablePointer<Atomic<UInt32>>
-    @usableFromInline package let tables: UnsafeMutablePointer<Atomic<UInt>>
     @usableFromInline package let minBlockShift: Int
-    @usableFromInline package let superblockShift: Int
-    @usableFromInline package let unitShift: Int
-    @usableFromInline package let poolID: UInt32
 
+    /// Bytes `storage` must have (64-byte aligned).
+    package static let requiredBytes = (MemoryLayout<buddy_object_path>.stride + 63) & ~63
+
+    /// Writes the pool's constants into `storage`. `enabled` false (the pool scrubs, counts sites,
+    /// serves no objects or has no caches) leaves the C path's region empty: every free fails its
+    /// first check.
     package init(
-        regionBase: UInt, regionBytes: UInt, states: UnsafeMutablePointer<Atomic<UInt8>>, owners: UnsafeMutablePointer<Atomic<UInt32>>,
-        tables: SlabTables, geometry: BuddyGeometry, poolID: UInt32, enabled: Bool
+        storage: UnsafeMutableRawPointer, regionBase: UInt, regionBytes: UInt, states: UnsafeMutablePointer<Atomic<UInt8>>,
+        owners: UnsafeMutablePointer<Atomic<UInt32>>, tables: SlabTables, geometry: BuddyGeometry, poolID: UInt32,
+        cacheIndex: Int, token: UInt64, enabled: Bool
     ) {
+        path = storage.bindMemory(to: buddy_object_path.self, capacity: 1)
+        path.initialize(to: buddy_object_path(
+            region_base: regionBase, region_bytes: enabled ? regionBytes : 0,
+            states: UnsafeRawPointer(states).assumingMemoryBound(to: UInt8.self),
+            owners: UnsafeRawPointer(owners).assumingMemoryBound(to: UInt32.self),
+            tables: UnsafeRawPointer(tables.pointers).assumingMemoryBound(to: UInt.self),
+            token: token, cache_index: cacheIndex, superblock_mask: UInt(geometry.superblockSize - 1), pool_id: poolID,
+            min_block_shift: UInt8(geometry.minBlockShift), superblock_shift: UInt8(geometry.superblockShift),
+            unit_shift: UInt8(tables.unitShift)))
         self.regionBase = regionBase
-        self.regionBytes = enabled ? regionBytes : 0
         spanBytes = regionBytes
         self.states = states
-        self.owners = owners
-        self.tables = tables.pointers
         minBlockShift = geometry.minBlockShift
-        superblockShift = geometry.superblockShift
-        unitShift = tables.unitShift
-        self.poolID = poolID
     }
 
     /// The state byte of `address` when it lies in the first region: lets the slow paths tell
@@ -45,26 +53,48 @@ package struct ObjectFastPath: @unchecked Sendable {
         return states[Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: minBlockShift))].load(ordering: .relaxed)
     }
 
-    /// The slab and object index of `address`, when it is an object start in a slab of a
-    /// superblock this pool owns in its first region; nil sends the caller to the slow path
-    /// (which also names every bad free).
+    /// An object of class `classIndex` from the calling thread's heap, or nil (the slow path).
     @inlinable @inline(__always)
-    package func object(at address: UInt) -> (UnsafeMutablePointer<SlabDescriptor>, Int)? {
-        let offset = address &- regionBase
-        guard offset < regionBytes else { return nil }
-        let value = states[Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: minBlockShift))].load(ordering: .relaxed)
-        let tag = value &>> 4
-        guard tag == BlockState.Tag.slab.rawValue || tag == BlockState.Tag.slabInterior.rawValue else { return nil }
-        let superblock = Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: superblockShift))
-        guard owners[superblock].load(ordering: .relaxed) == poolID,
-              let table = UnsafeMutablePointer<SlabDescriptor>(bitPattern: tables[superblock].load(ordering: .acquiring))
-        else { return nil }
-        // The slab is aligned to its size: masking the offset finds its head.
-        let slabMask = (UInt(1) &<< UInt(truncatingIfNeeded: minBlockShift &+ Int(value & 0x0F))) &- 1
-        let headOffset = offset & ~slabMask
-        let superblockMask = (UInt(1) &<< UInt(truncatingIfNeeded: superblockShift)) &- 1
-        let slab = table + Int(truncatingIfNeeded: (headOffset & superblockMask) &>> UInt(truncatingIfNeeded: unitShift))
-        guard slab.pointee.base == regionBase &+ headOffset, let index = slab.pointee.objectIndex(of: address) else { return nil }
-        return (slab, index)
+    package func allocate(classIndex: Int) -> UnsafeMutableRawPointer? {
+        buddy_object_allocate(path, classIndex)
+    }
+
+    /// What a lock-free free of an object did.
+    @usableFromInline
+    package enum Free {
+        /// Not done: the checked slow path frees it or names what is wrong.
+        case notDone
+        case done
+        /// Done, and the slab, not its class's current one, has no object in use.
+        case slabEmptied(UnsafeMutablePointer<SlabDescriptor>)
+    }
+
+    /// Frees the object at `address`; `expectedBytes` is its class size for a sized free (0:
+    /// unsized; a value no class has: the slow path reports the wrong size).
+    @inlinable @inline(__always)
+    package func free(_ address: UInt, expectedBytes: Int) -> Free {
+        let location = buddy_object_locate(path, address)
+        guard location.slab != nil else { return .notDone }
+        return free(location, expectedBytes: expectedBytes)
+    }
+
+    /// `free` for a caller that loaded the address's state byte (`offset` bytes into the region).
+    @inlinable @inline(__always)
+    package func free(_ address: UInt, offset: UInt, state: UInt8) -> Free {
+        let location = buddy_object_locate_state(path, address, offset, state)
+        guard location.slab != nil else { return .notDone }
+        return free(location, expectedBytes: 0)
+    }
+
+    @inlinable @inline(__always)
+    func free(_ location: buddy_object_location, expectedBytes: Int) -> Free {
+        let outcome = buddy_object_free_located(path, location, expectedBytes)
+        switch outcome.result {
+        case BUDDY_FREE_DONE: return .done
+        case BUDDY_FREE_SLAB_EMPTIED:
+            // Invariant: the C side names the slab it emptied.
+            return .slabEmptied(UnsafeMutableRawPointer(outcome.emptied.unsafelyUnwrapped).assumingMemoryBound(to: SlabDescriptor.self))
+        default: return .notDone
+        }
     }
 }

@@ -1,5 +1,6 @@
 import BuddyCore
 import BuddySystem
+import CBuddyFastPath
 import Synchronization
 
 /// Where empty slabs go back to: the pool behind the object layer (which also makes slabs,
@@ -77,25 +78,12 @@ package final class PoolSlabs: @unchecked Sendable {
         heap.pointee.current[slab.pointee.classIndex] = slab
     }
 
-    /// The next free object of the heap's current slab.
+    /// The next free object of the heap's current slab (`buddy_slab_take`, the C fast path's).
     @inlinable @inline(__always)
     package static func take(classIndex: Int, heap: UnsafeMutablePointer<SlabHeap>) -> UInt? {
         guard let slab = heap.pointee.current[classIndex] else { return nil }
-        var word = slab.pointee.cursor
-        let words = slab.pointee.words
-        while word < words {
-            let bits = slab.pointee.freeBits[word].load(ordering: .relaxed)
-            if bits != 0 {
-                slab.pointee.freeBits[word].store(bits & (bits &- 1), ordering: .relaxed)
-                slab.pointee.setFreeCount(slab.pointee.freeCount &- 1)
-                slab.pointee.setCursor(word)
-                let index = word &<< 6 | bits.trailingZeroBitCount
-                return slab.pointee.base &+ UInt(truncatingIfNeeded: index &* slab.pointee.objectBytes)
-            }
-            word &+= 1
-        }
-        slab.pointee.setCursor(words)
-        return nil
+        let address = buddy_slab_take(SlabDescriptor.view(slab))
+        return address == 0 ? nil : address
     }
 
     /// Full slabs a refill looks at, at most (then it makes a new slab): a refill costs the
@@ -157,30 +145,14 @@ package final class PoolSlabs: @unchecked Sendable {
     // MARK: Frees
 
     /// Frees object `index` of `slab` for a caller whose heap id is `heapID` (0: none): the owner
-    /// sets its free bit; anyone else sets the remote bit with one atomic or.
+    /// sets its free bit; anyone else sets the remote bit with one atomic or (`buddy_slab_free`).
     @inlinable @inline(__always)
     package static func free(_ slab: UnsafeMutablePointer<SlabDescriptor>, index: Int, heapID: UInt) -> ObjectFree {
-        let word = index &>> 6
-        let bit: UInt64 = 1 &<< UInt64(truncatingIfNeeded: index & 63)
-        let bits = slab.pointee.freeBits[word].load(ordering: .relaxed)
-        guard bits & bit == 0 else { return .doubleFree }
-        if heapID != 0, slab.pointee.owner.load(ordering: .relaxed) == heapID {
-            guard slab.pointee.remoteBits[word].load(ordering: .relaxed) & bit == 0 else { return .doubleFree }
-            slab.pointee.freeBits[word].store(bits | bit, ordering: .relaxed)
-            let freeCount = slab.pointee.freeCount &+ 1
-            slab.pointee.setFreeCount(freeCount)
-            // A used-up slab has an object again: the refill's scan of full slabs should look.
-            if freeCount == 1 { slab.pointee.noteLocalFree() }
-            if word < slab.pointee.cursor { slab.pointee.setCursor(word) }
-            return freeCount == slab.pointee.objectCount ? .slabEmpty : .freed
+        switch buddy_slab_free(SlabDescriptor.view(slab), UInt(truncatingIfNeeded: index), heapID) {
+        case BUDDY_FREE_DONE: .freed
+        case BUDDY_FREE_SLAB_EMPTIED: .slabEmpty
+        default: .doubleFree
         }
-        // Releasing: the caller's writes to the object happen before the owner reuses it;
-        // sequentially consistent for the hint's handshake with collectRemote (on x86 the same
-        // locked or).
-        let old = slab.pointee.remoteBits[word].bitwiseOr(bit, ordering: .sequentiallyConsistent).oldValue
-        guard old & bit == 0 else { return .doubleFree }
-        slab.pointee.noteRemoteFree()
-        return .freed
     }
 
     /// After a local free emptied `slab`: keep it if it is the class's current slab (or the

@@ -1,4 +1,5 @@
 import BuddyCore
+import CBuddyFastPath
 import Synchronization
 
 /// One slab: a buddy block of the pool cut into objects of one class. Out of band (in its
@@ -13,6 +14,10 @@ import Synchronization
 /// Fixed from the slab's creation (under the pool lock) until its release: `base`, the class,
 /// the reciprocal; other threads read them only for objects they were handed, which orders them
 /// after the creation.
+///
+/// The C object fast path reads and writes these fields through its view, `buddy_slab`
+/// (CBuddyFastPath): the stored properties stay in its order, and a change to one is a change to
+/// both (the layout test checks every field).
 @usableFromInline
 package struct SlabDescriptor: ~Copyable {
     /// The slab's first byte; 0 while the unit heads no slab.
@@ -119,15 +124,17 @@ package struct SlabDescriptor: ~Copyable {
         self.owner.store(owner, ordering: .releasing)
     }
 
-    /// The object index of `address`, or nil for an address inside an object (interior).
+    /// The C fast path's view of a descriptor.
     @inlinable @inline(__always)
-    package func objectIndex(of address: UInt) -> Int? {
-        let offset = UInt64(address &- base)
-        let index = (offset &* reciprocal) &>> 40
-        // Truncating: both are positive (set by `start`), and a checked conversion is two
-        // compare-and-trap pairs on every free.
-        guard index &* UInt64(truncatingIfNeeded: objectBytes) == offset, index < UInt64(truncatingIfNeeded: objectCount) else { return nil }
-        return Int(truncatingIfNeeded: index)
+    package static func view(_ slab: UnsafeMutablePointer<SlabDescriptor>) -> UnsafeMutablePointer<buddy_slab> {
+        UnsafeMutableRawPointer(slab).assumingMemoryBound(to: buddy_slab.self)
+    }
+
+    /// The object index of `address` in `slab`, or nil for an address inside an object (interior).
+    @inlinable @inline(__always)
+    package static func objectIndex(of address: UInt, in slab: UnsafeMutablePointer<SlabDescriptor>) -> Int? {
+        let index = buddy_slab_index(view(slab), address)
+        return index < 0 ? nil : index
     }
 
     /// Objects handed out and not freed (exact when no call is in flight).

@@ -4,9 +4,17 @@ import BuddyCore
 /// per class the slab it allocates from and the list of every slab it owns. Only its owner
 /// touches it, or one who holds it exclusively (a drainer under the thread cache's protocol,
 /// the shared heap's mutex holder). Its address is the owner id its slabs carry.
+///
+/// The C object fast path (CBuddyFastPath) finds the tables at fixed offsets from the heap:
+/// `current`, `owned`, `spare` and `full` in that order from byte 64, one pointer per class
+/// each. When the current slab is used up it makes the spare, or one of the first slabs of the
+/// owned list or of the full ring with a free object, current (where it is: so a current slab
+/// may sit on the full ring), and it keeps an emptied slab as the spare, as `PoolSlabs.refill`
+/// and `PoolSlabs.emptied` would.
 @usableFromInline
 package struct SlabHeap: ~Copyable {
-    /// The slab each class allocates from (nil: none yet, or the last one ran out).
+    /// The slab each class allocates from (nil: none yet, or the last one ran out); on `owned`,
+    /// or on `full` when the C fast path took it from there.
     @usableFromInline package let current: UnsafeMutablePointer<UnsafeMutablePointer<SlabDescriptor>?>
     /// Every slab the heap owns, per class, in a list through the descriptors.
     package let owned: UnsafeMutablePointer<UnsafeMutablePointer<SlabDescriptor>?>

@@ -3,7 +3,10 @@
 // malloc itself. So:
 //  - before this library's constructor has run, and on a thread already inside the library
 //    (a per-thread guard), requests go to glibc's own allocator (__libc_malloc): the bootstrap;
-//  - otherwise to buddypools_malloc and friends (BuddyPoolsC, Swift), with the guard set;
+//  - otherwise, for objects below a page of a one-pool heap, the C object fast path
+//    (CBuddyFastPath: the thread's slab heap, no lock, no call into Swift); for blocks the
+//    pool's thread caches (Swift, lock-free); else buddypools_malloc and friends (BuddyPoolsC,
+//    Swift), with the guard set;
 //  - a free goes to the pools when the address is in a pool's range (a lock-free table the
 //    Swift side fills when it makes the pools), else to glibc. A pool free met inside the
 //    library (the pool may hold its lock) is deferred to the end of the outer call.
@@ -11,6 +14,7 @@
 #include "buddypools.h"
 #include "buddypools_malloc.h"
 #include "buddypools_shim.h"
+#include "buddy_fast_path.h"
 #include "CNuma.h"
 
 #include <dlfcn.h>
@@ -36,11 +40,17 @@ extern void buddypools_heap_free(void *heap, void *pointer);
 extern void *buddypools_heap_cached_pool(void *heap);
 extern void *buddypools_pool_malloc_cached(void *pool, size_t size);
 extern int buddypools_pool_free_cached(void *pool, void *pointer);
+// That pool's constants for the C object fast path (NULL: its objects take the Swift paths),
+// and what a free that emptied a slab hands to the pool.
+extern void *buddypools_heap_object_path(void *heap);
+extern void buddypools_pool_slab_emptied(void *pool, void *slab);
 
 static _Atomic int ready = 0;
-// The process heap and its cached pool, set before `ready` (read after it, with acquire).
+// The process heap, its cached pool and that pool's object path, set before `ready` (read
+// after it, with acquire).
 static void *heap;
 static void *cached_pool;
+static const buddy_object_path *object_path;
 // Initial-exec TLS: the library is preloaded or linked, never dlopen'ed late, and the general
 // model's __tls_get_addr call showed in every malloc.
 #define FAST_TLS __thread __attribute__((tls_model("initial-exec")))
@@ -70,6 +80,7 @@ __attribute__((constructor)) static void buddypools_malloc_start(void) {
     // too (a deadlock seen with a Swift program).
     heap = buddypools_heap_start();
     cached_pool = buddypools_heap_cached_pool(heap);
+    object_path = cached_pool ? buddypools_heap_object_path(heap) : NULL;
     inside = 0;
     atomic_store(&ready, 1);
 }
@@ -101,9 +112,14 @@ __attribute__((noinline)) static void *malloc_guarded(size_t size) {
 }
 
 void *malloc(size_t size) {
-    if (use_pools() && cached_pool) {
-        void *pointer = buddypools_pool_malloc_cached(cached_pool, size);
-        if (pointer) return pointer;
+    if (use_pools()) {
+        if (object_path && size - 1 < BUDDY_MAX_OBJECT_BYTES) {
+            void *pointer = buddy_object_allocate(object_path, buddy_malloc_class_index(size));
+            if (pointer) return pointer;
+        } else if (cached_pool) {
+            void *pointer = buddypools_pool_malloc_cached(cached_pool, size);
+            if (pointer) return pointer;
+        }
     }
     return malloc_guarded(size);
 }
@@ -114,8 +130,23 @@ __attribute__((noinline)) static void free_guarded(void *pointer) {
     leave();
 }
 
+// A free that emptied a slab: the pool keeps it or gives it back, which takes locks.
+__attribute__((noinline)) static void slab_emptied(buddy_slab *slab) {
+    enter();
+    buddypools_pool_slab_emptied(cached_pool, slab);
+    leave();
+}
+
 void free(void *pointer) {
     if (!pointer) return;
+    // Objects first: nearly every free a program makes is one. The object path's region check
+    // is the range check for them (object_path is set only once `ready` is).
+    const buddy_object_path *path = __atomic_load_n(&object_path, __ATOMIC_ACQUIRE);
+    if (path && !inside) {
+        buddy_free_outcome outcome = buddy_object_free(path, (uintptr_t)pointer, 0);
+        if (outcome.result == BUDDY_FREE_DONE) return;
+        if (outcome.result == BUDDY_FREE_SLAB_EMPTIED) { slab_emptied(outcome.emptied); return; }
+    }
     if (!cbuddypools_in_pool_range(pointer)) { __libc_free(pointer); return; }
     if (inside) {
         if (deferred_count < DEFERRED) { deferred[deferred_count++] = pointer; count(&deferred_frees); }

@@ -50,41 +50,43 @@ extension MemoryPool {
     @inlinable
     public func deallocate(_ pointer: UnsafeMutableRawPointer) {
         let address = UInt(bitPattern: pointer)
-        if let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil),
-           cacheFastPath.push(address: address, state: state, order: order) {
-            return
+        // One load of the state byte tells a cached block from an object in the first region.
+        let offset = address &- objectFastPath.regionBase
+        if offset < objectFastPath.spanBytes {
+            let value = objectFastPath.states[Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: objectFastPath.minBlockShift))]
+                .load(ordering: .relaxed)
+            if let (state, order) = cacheFastPath.cacheableHead(offset: offset, value: value) {
+                if cacheFastPath.push(address: address, state: state, order: order) { return }
+            } else if freeCachedObject(address, offset: offset, state: value) {
+                return
+            }
         }
-        if freeCachedObject(address, byteCount: nil) { return }
         deallocateSlowly(address, byteCount: nil)
     }
 
-    /// The lock-free part of `deallocate` alone, for the malloc library: true when the object
-    /// went back to its slab (the thread's own, or another heap's with one atomic or) or the
-    /// block into the thread's magazine; false sends the caller to `deallocate`, which checks
-    /// the pointer again and names what is wrong. Objects first: nearly every free a program
-    /// makes through malloc is one. Never calls malloc nor takes a lock, except to hand back a
-    /// slab the free emptied, which runs inside the allocator's reentry guard
-    /// (`FastPathAccessors.guardAllocator`), so the caller must not be inside it already.
+    /// A block's lock-free free into the thread's magazine alone, for the malloc library (whose
+    /// C free has tried the object fast path first): true when the magazine took it; false sends
+    /// the caller to `deallocate`, which checks the pointer again and names what is wrong. Never
+    /// calls malloc nor takes a lock.
     @inlinable @inline(__always)
-    package func deallocateFromCaches(_ pointer: UnsafeMutableRawPointer) -> Bool {
+    package func deallocateCachedBlock(_ pointer: UnsafeMutableRawPointer) -> Bool {
         let address = UInt(bitPattern: pointer)
-        if freeCachedObject(address, byteCount: nil, guardsAllocator: true) { return true }
-        if let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil) {
-            return cacheFastPath.push(address: address, state: state, order: order)
-        }
-        return false
+        guard let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: nil) else { return false }
+        return cacheFastPath.push(address: address, state: state, order: order)
     }
 
     /// Frees a block, also checking that `byteCount` is the size it was allocated with.
     @inlinable
     public func deallocate(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
         let address = UInt(bitPattern: pointer)
-        if UInt(bitPattern: byteCount &- 1) < UInt(bitPattern: cacheFastPath.maxCachedBytes),
-           let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: cacheFastPath.order(byteCount: byteCount)),
-           cacheFastPath.push(address: address, state: state, order: order) {
+        // Sizes a class serves are objects in a pool that serves objects: those first.
+        if UInt(bitPattern: byteCount &- 1) < UInt(SizeClasses.maxObjectBytes), objectsServed {
+            if freeCachedObject(address, byteCount: byteCount) { return }
+        } else if UInt(bitPattern: byteCount &- 1) < UInt(bitPattern: cacheFastPath.maxCachedBytes),
+                  let (state, order) = cacheFastPath.cacheableHead(at: address, expectedOrder: cacheFastPath.order(byteCount: byteCount)),
+                  cacheFastPath.push(address: address, state: state, order: order) {
             return
         }
-        if UInt(bitPattern: byteCount &- 1) < UInt(SizeClasses.maxObjectBytes), freeCachedObject(address, byteCount: byteCount) { return }
         deallocateSlowly(address, byteCount: byteCount)
     }
 

@@ -18,53 +18,50 @@ extension MemoryPool {
             && UInt(bitPattern: alignment &- 1) < UInt(SizeClasses.maxAlignment)
     }
 
-    /// An object from the calling thread's heap, lock-free; nil sends the caller out of line.
+    /// An object from the calling thread's heap, lock-free (the C fast path); nil sends the
+    /// caller out of line.
     @inlinable @inline(__always)
     func cachedObject(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
         guard objectsInline, alignment & (alignment &- 1) == 0,
-              let classIndex = SizeClasses.index(size: byteCount, alignment: alignment),
-              let cache = cacheFastPath.currentThreadCache(), let heap = cache.pointee.objectHeap
+              let classIndex = SizeClasses.index(size: byteCount, alignment: alignment)
         else { return nil }
-        guard cacheFastPath.enter(cache) else { return nil }
-        let address = PoolSlabs.take(classIndex: classIndex, heap: heap.assumingMemoryBound(to: SlabHeap.self))
-        cacheFastPath.leave(cache)
-        guard let address else { return nil }
-        // Invariant: objects lie inside mapped slabs, never at address 0.
-        return UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
+        return objectFastPath.allocate(classIndex: classIndex)
     }
 
     /// Frees an object of the first region lock-free: into the thread's own slab, or one atomic
-    /// or into another heap's. False sends the caller to the checked slow path (which also
-    /// reports a double free the fast path saw). `guardsAllocator`: a slab the free empties is
-    /// handed back inside the malloc library's reentry guard (the caller is outside it).
+    /// or into another heap's (the C fast path). False sends the caller to the checked slow
+    /// path (which also reports a double free the fast path saw).
     @inlinable @inline(__always)
-    func freeCachedObject(_ address: UInt, byteCount: Int?, guardsAllocator: Bool = false) -> Bool {
-        guard let (slab, index) = objectFastPath.object(at: address) else { return false }
-        if let byteCount, SizeClasses.classBytes(size: byteCount, alignment: 1) != slab.pointee.objectBytes { return false }
-        if let cache = cacheFastPath.currentThreadCache(), let heap = cache.pointee.objectHeap,
-           slab.pointee.owner.load(ordering: .relaxed) == UInt(bitPattern: heap) {
-            guard cacheFastPath.enter(cache) else { return false }
-            let result = PoolSlabs.free(slab, index: index, heapID: UInt(bitPattern: heap))
-            cacheFastPath.leave(cache)
-            switch result {
-            case .freed: return true
-            case .slabEmpty:
-                slabEmptied(slab, cache: cache, guardsAllocator: guardsAllocator)
-                return true
-            case .doubleFree: return false
-            }
+    func freeCachedObject(_ address: UInt, byteCount: Int?) -> Bool {
+        // A sized free names its class; a size no class has (-1) never matches one.
+        let expectedBytes = byteCount.map { SizeClasses.classBytes(size: $0, alignment: 1) ?? -1 } ?? 0
+        switch objectFastPath.free(address, expectedBytes: expectedBytes) {
+        case .done: return true
+        case .notDone: return false
+        case .slabEmptied(let slab):
+            objectSlabEmptied(slab)
+            return true
         }
-        return PoolSlabs.free(slab, index: index, heapID: 0) == .freed
     }
 
-    /// A local free emptied a slab: keep it or give it back, holding the heap exclusively.
+    /// `freeCachedObject` (unsized) for `deallocate`, which loaded the address's state byte.
+    @inlinable @inline(__always)
+    func freeCachedObject(_ address: UInt, offset: UInt, state: UInt8) -> Bool {
+        switch objectFastPath.free(address, offset: offset, state: state) {
+        case .done: return true
+        case .notDone: return false
+        case .slabEmptied(let slab):
+            objectSlabEmptied(slab)
+            return true
+        }
+    }
+
+    /// A lock-free free emptied a slab that is not its class's current one: keep it as the
+    /// spare, make it current or give it back, holding the calling thread's heap exclusively.
+    /// The malloc library calls it inside its reentry guard (handing a slab back takes locks).
     @usableFromInline @inline(never)
-    func slabEmptied(_ slab: UnsafeMutablePointer<SlabDescriptor>, cache: UnsafeMutablePointer<ThreadCache>, guardsAllocator: Bool) {
-        guard let slabs else { return }
-        // Handing a slab back takes locks and may allocate: under the malloc library, from
-        // outside its guard, those allocations must go around the pools.
-        if guardsAllocator { FastPathAccessors.guardAllocator(entering: true) }
-        defer { if guardsAllocator { FastPathAccessors.guardAllocator(entering: false) } }
+    package func objectSlabEmptied(_ slab: UnsafeMutablePointer<SlabDescriptor>) {
+        guard let slabs, let cache = cacheFastPath.currentThreadCache() else { return }
         cache.pointee.lock.locked { _ in
             guard let heap = cache.pointee.objectHeap?.assumingMemoryBound(to: SlabHeap.self),
                   // A drainer may have given it back in between.
@@ -73,6 +70,15 @@ extension MemoryPool {
             slabs.emptied(slab, heap: heap, backend: self)
         }
     }
+
+    /// `objectSlabEmptied` for the malloc library, which holds the slab as a raw pointer.
+    package func objectSlabEmptied(_ slab: UnsafeMutableRawPointer) {
+        objectSlabEmptied(slab.assumingMemoryBound(to: SlabDescriptor.self))
+    }
+
+    /// The C object fast path's constants for the malloc library's entry points, or nil when
+    /// this pool's objects take the Swift paths (it scrubs, counts sites or has no caches).
+    package var objectPathForC: UnsafeMutableRawPointer? { objectsInline ? UnsafeMutableRawPointer(objectFastPath.path) : nil }
 
     // MARK: Out of line
 
@@ -249,7 +255,7 @@ extension MemoryPool {
         guard let slab = region.slabTables.descriptor(superblock: superblock, offsetInSuperblock: Int(head - region.superblockBase(superblock))),
               slab.pointee.base == head
         else { return .problem(.corruptedMetadata(value.rawValue)) }
-        guard let index = slab.pointee.objectIndex(of: address) else {
+        guard let index = SlabDescriptor.objectIndex(of: address, in: slab) else {
             let bytes = slab.pointee.objectBytes
             let inside = Int(address - head) / bytes
             // Past the last object is the slab's unused tail: inside no object.

@@ -140,7 +140,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         do {
             let reserved = configuration.locked ? borrowHeadroom : min(borrowHeadroom, max(1, own.count / 8))
             slots = try SlotStorage(slotCapacity: own.count + reserved, placement: placement)
-            metadata = try MetadataBuffer(byteCount: fastBytes + SlabHeap.requiredBytes + 128, nodes: nodes, locked: configuration.locked,
+            metadata = try MetadataBuffer(byteCount: fastBytes + SlabHeap.requiredBytes + ObjectFastPath.requiredBytes + 128, nodes: nodes, locked: configuration.locked,
                                           label: "pool \(configuration.name)")
         } catch {
             PoolRegistry.unregister(id: id)
@@ -161,6 +161,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         var offset = 0
         fastRegions = metadata.slice(offset: &offset, byteCount: fastBytes).bindMemory(to: CacheRegion.self, capacity: managed.count)
         let sharedHeapStorage = metadata.slice(offset: &offset, byteCount: SlabHeap.requiredBytes)
+        let objectPathStorage = metadata.slice(offset: &offset, byteCount: ObjectFastPath.requiredBytes)
         for (index, region) in managed.enumerated() {
             (fastRegions + index).initialize(to: CacheRegion(
                 base: region.base, byteCount: UInt(region.byteCount), states: region.states, owners: region.owners))
@@ -233,8 +234,9 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         objectsInline = servesObjects && caches != nil
         objectsServed = servesObjects
         objectFastPath = ObjectFastPath(
-            regionBase: fastRegions.pointee.base, regionBytes: fastRegions.pointee.byteCount, states: fastRegions.pointee.states,
-            owners: fastRegions.pointee.owners, tables: managed[0].slabTables, geometry: geometry, poolID: id, enabled: objectsInline)
+            storage: objectPathStorage, regionBase: fastRegions.pointee.base, regionBytes: fastRegions.pointee.byteCount,
+            states: fastRegions.pointee.states, owners: fastRegions.pointee.owners, tables: managed[0].slabTables, geometry: geometry,
+            poolID: id, cacheIndex: index ?? 0, token: UInt64(id), enabled: objectsInline)
         for region in managed { PoolRegistry.addRange(region.addressRange, pool: id) }
         if let index, let caches { CacheIndexRegistry.bind(index, caches: caches, backend: self) }
         Diagnostics.report(.debug, DiagnosticEvent(.lifecycle, .debug, subject: "pool \(name)", message: "created: \(self)", bytes: capacity))

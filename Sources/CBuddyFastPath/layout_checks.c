@@ -1,0 +1,13 @@
+// The C views' own sizes and offsets, checked at compile time; the Swift side checks the same
+// fields through its own types (MemoryPool.fastPathLayoutProblems, run by the test suite).
+#include "buddy_fast_path.h"
+
+#include <stddef.h>
+
+_Static_assert(sizeof(buddy_thread_cache) == 24 && offsetof(buddy_thread_cache, in_use) == 8 &&
+                   offsetof(buddy_thread_cache, drain_requested) == 9 && offsetof(buddy_thread_cache, object_heap) == 16,
+               "buddy_thread_cache: token, in_use, drain_requested, object_heap");
+_Static_assert(sizeof(buddy_slab) == 120 && offsetof(buddy_slab, owner) == 56 && offsetof(buddy_slab, freed_hint) == 96 &&
+                   offsetof(buddy_slab, free_bits) == 104 && offsetof(buddy_slab, remote_bits) == 112,
+               "buddy_slab: sixteen fields as SlabDescriptor declares them");
+_Static_assert(sizeof(uintptr_t) == 8, "the fast path's views assume a 64-bit target");
