@@ -5,8 +5,8 @@ import Synchronization
 /// The slab descriptors of one region: for each superblock that ever held a slab, a table of
 /// one descriptor per 16 KiB unit with its two bitmaps, made on first use and kept for the
 /// region's life (a table is reached without a lock, so it is never unmapped under a reader).
-/// Per superblock: 128 descriptors (120 bytes) and 2 x 256 bytes of bitmaps per unit, 80,960 bytes for
-/// 2 MiB (3.9%), only for superblocks that hold or held objects.
+/// Per superblock: 128 descriptors (128 bytes) and 2 x 256 bytes of bitmaps per unit (interleaved),
+/// 81,984 bytes for 2 MiB (3.9%), only for superblocks that hold or held objects.
 package final class SlabTables: @unchecked Sendable {
     // @unchecked: table pointers are atomics; buffers behind their mutex; descriptors follow
     // SlabDescriptor's ownership rules.
@@ -78,16 +78,11 @@ package final class SlabTables: @unchecked Sendable {
         var offset = 0
         let descriptors = buffer.slice(offset: &offset, byteCount: units * MemoryLayout<SlabDescriptor>.stride)
             .bindMemory(to: SlabDescriptor.self, capacity: units)
-        let bitBytes = units * SlabDescriptor.wordsPerUnit * 8
-        let free = buffer.slice(offset: &offset, byteCount: bitBytes).bindMemory(to: Atomic<UInt64>.self, capacity: bitBytes / 8)
-        let remote = buffer.slice(offset: &offset, byteCount: bitBytes).bindMemory(to: Atomic<UInt64>.self, capacity: bitBytes / 8)
-        for word in 0..<(bitBytes / 8) {
-            (free + word).initialize(to: Atomic(0))
-            (remote + word).initialize(to: Atomic(0))
-        }
+        let bitWords = units * 2 * SlabDescriptor.wordsPerUnit
+        let bits = buffer.slice(offset: &offset, byteCount: bitWords * 8).bindMemory(to: Atomic<UInt64>.self, capacity: bitWords)
+        for word in 0..<bitWords { (bits + word).initialize(to: Atomic(0)) }
         for unit in 0..<units {
-            let words = unit * SlabDescriptor.wordsPerUnit
-            (descriptors + unit).initialize(to: SlabDescriptor(freeBits: free + words, remoteBits: remote + words))
+            (descriptors + unit).initialize(to: SlabDescriptor(bits: bits + unit * 2 * SlabDescriptor.wordsPerUnit))
         }
         buffers.locked { $0.append(buffer) }
         pointers[index].store(UInt(bitPattern: descriptors), ordering: .releasing)

@@ -100,7 +100,7 @@ extension MemoryPool {
                 }
                 var free = 0
                 for word in 0..<slab.pointee.words {
-                    let bits = slab.pointee.freeBits[word].load(ordering: .relaxed), remote = slab.pointee.remoteBits[word].load(ordering: .relaxed)
+                    let bits = slab.pointee.freeBits(word).pointee.load(ordering: .relaxed), remote = slab.pointee.remoteBits(word).pointee.load(ordering: .relaxed)
                     let valid: UInt64 = slab.pointee.objectCount - word * 64 >= 64 ? ~0 : (1 << UInt64(slab.pointee.objectCount - word * 64)) - 1
                     guard bits & remote == 0, (bits | remote) & ~valid == 0 else {
                         throw BuddyInvariantViolation("pool '\(name)': slab at 0x\(String(base, radix: 16)) word \(word): free 0x\(String(bits, radix: 16)) remote 0x\(String(remote, radix: 16))")

@@ -300,7 +300,7 @@ extension MemoryPool {
     /// `validate` for objects: nil when the object is live (and, with `byteCount`, of its class).
     func objectProblem(_ slab: UnsafeMutablePointer<SlabDescriptor>, index: Int, byteCount: Int?) -> DeallocationProblem? {
         let word = index >> 6, bit: UInt64 = 1 << UInt64(index & 63)
-        let available = slab.pointee.freeBits[word].load(ordering: .relaxed) | slab.pointee.remoteBits[word].load(ordering: .relaxed)
+        let available = slab.pointee.freeBits(word).pointee.load(ordering: .relaxed) | slab.pointee.remoteBits(word).pointee.load(ordering: .relaxed)
         if available & bit != 0 { return .doubleFree(blockBytes: slab.pointee.objectBytes) }
         if let byteCount, !objectSizeMatches(byteCount, objectBytes: slab.pointee.objectBytes) {
             return .wrongSize(given: byteCount, allocatedBytes: slab.pointee.objectBytes)

@@ -57,32 +57,34 @@ typedef struct buddy_thread_cache {
 } buddy_thread_cache;
 
 /// A slab's descriptor (BuddySlabs.SlabDescriptor): a buddy block cut into objects of one class,
-/// with one bit per object in two bitmaps kept out of band.
+/// with one bit per object in two bitmaps kept out of band. 128 bytes, the first 64 all that a
+/// free or an allocation reads.
 typedef struct buddy_slab {
     uintptr_t base;
-    intptr_t object_bytes;
-    intptr_t object_count;
-    intptr_t class_index;
     /// ceil(2^40 / object_bytes): (offset * reciprocal) >> 40 is an offset's object index.
     uint64_t reciprocal;
-    /// Bitmap words in use.
-    intptr_t words;
-    intptr_t order;
     /// The owning heap's address; 0 for an orphan.
     uintptr_t owner;
-    /// Objects with a bit in free_bits (the owner writes it).
-    intptr_t free_count;
+    /// The bitmaps, interleaved: word w of the owner's (free for its allocations; plain loads and
+    /// stores) at bits[2w], of the remote one (freed by other threads, one atomic or each) at
+    /// bits[2w + 1], so a free that checks both reads one cache line.
+    uint64_t *bits;
+    uint32_t object_bytes;
+    uint32_t object_count;
+    /// Objects with a bit in the owner's bitmap (the owner writes it).
+    int32_t free_count;
     /// The first word that may hold a free bit (the owner writes it).
-    intptr_t cursor;
-    uintptr_t next;
-    uintptr_t previous;
+    int32_t cursor;
+    uint16_t class_index;
+    /// Bitmap words in use.
+    uint8_t words;
+    uint8_t order;
     /// Set by a free the owner has not looked at yet (see SlabDescriptor.noteRemoteFree).
     uint8_t freed_hint;
     uint8_t on_full_list;
-    /// Free for the owner's allocations; the owner's plain loads and stores.
-    uint64_t *free_bits;
-    /// Freed by other threads, one atomic or each; the owner collects them.
-    uint64_t *remote_bits;
+    uintptr_t next;
+    uintptr_t previous;
+    uintptr_t reserved[7];
 } buddy_slab;
 
 /// What one pool's object fast path needs, made by the pool at creation (MemoryPool.objectPath):
@@ -217,11 +219,11 @@ BUDDY_RARE int buddy_heap_keep_emptied(void *heap, buddy_slab *slab) {
 /// The next free object of a slab, or 0 when it has none left to its cursor's right (then the
 /// cursor is past the end).
 BUDDY_INLINE uintptr_t buddy_slab_take(buddy_slab *slab) {
-    intptr_t words = slab->words;
-    for (intptr_t word = __atomic_load_n(&slab->cursor, __ATOMIC_RELAXED); word < words; word++) {
-        uint64_t bits = __atomic_load_n(&slab->free_bits[word], __ATOMIC_RELAXED);
+    int32_t words = slab->words;
+    for (int32_t word = __atomic_load_n(&slab->cursor, __ATOMIC_RELAXED); word < words; word++) {
+        uint64_t bits = __atomic_load_n(&slab->bits[2 * word], __ATOMIC_RELAXED);
         if (bits == 0) continue;
-        __atomic_store_n(&slab->free_bits[word], bits & (bits - 1), __ATOMIC_RELAXED);
+        __atomic_store_n(&slab->bits[2 * word], bits & (bits - 1), __ATOMIC_RELAXED);
         __atomic_store_n(&slab->free_count, __atomic_load_n(&slab->free_count, __ATOMIC_RELAXED) - 1, __ATOMIC_RELAXED);
         __atomic_store_n(&slab->cursor, word, __ATOMIC_RELAXED);
         uintptr_t index = (uintptr_t)word << 6 | (uintptr_t)__builtin_ctzll(bits);
@@ -244,26 +246,26 @@ BUDDY_INLINE intptr_t buddy_slab_index(const buddy_slab *slab, uintptr_t address
 BUDDY_INLINE enum buddy_free_result buddy_slab_free_local(buddy_slab *slab, uintptr_t index) {
     uintptr_t word = index >> 6;
     uint64_t bit = (uint64_t)1 << (index & 63);
-    uint64_t bits = __atomic_load_n(&slab->free_bits[word], __ATOMIC_RELAXED);
+    uint64_t bits = __atomic_load_n(&slab->bits[2 * word], __ATOMIC_RELAXED);
     // Free already: in the owner's bitmap, or freed by another thread and not collected yet.
-    if ((bits | __atomic_load_n(&slab->remote_bits[word], __ATOMIC_RELAXED)) & bit) return BUDDY_FREE_DOUBLE;
-    __atomic_store_n(&slab->free_bits[word], bits | bit, __ATOMIC_RELAXED);
-    intptr_t free_count = __atomic_load_n(&slab->free_count, __ATOMIC_RELAXED) + 1;
+    if ((bits | __atomic_load_n(&slab->bits[2 * word + 1], __ATOMIC_RELAXED)) & bit) return BUDDY_FREE_DOUBLE;
+    __atomic_store_n(&slab->bits[2 * word], bits | bit, __ATOMIC_RELAXED);
+    int32_t free_count = __atomic_load_n(&slab->free_count, __ATOMIC_RELAXED) + 1;
     __atomic_store_n(&slab->free_count, free_count, __ATOMIC_RELAXED);
     // A used-up slab has an object again: the refill's look at full slabs should see it.
     if (free_count == 1) __atomic_store_n(&slab->freed_hint, 1, __ATOMIC_RELAXED);
-    if ((intptr_t)word < __atomic_load_n(&slab->cursor, __ATOMIC_RELAXED)) __atomic_store_n(&slab->cursor, (intptr_t)word, __ATOMIC_RELAXED);
-    return free_count == slab->object_count ? BUDDY_FREE_SLAB_EMPTIED : BUDDY_FREE_DONE;
+    if ((int32_t)word < __atomic_load_n(&slab->cursor, __ATOMIC_RELAXED)) __atomic_store_n(&slab->cursor, (int32_t)word, __ATOMIC_RELAXED);
+    return (uint32_t)free_count == slab->object_count ? BUDDY_FREE_SLAB_EMPTIED : BUDDY_FREE_DONE;
 }
 
 /// Frees object `index` of a slab another heap owns (or an orphan): one atomic or.
 BUDDY_INLINE enum buddy_free_result buddy_slab_free_remote(buddy_slab *slab, uintptr_t index) {
     uintptr_t word = index >> 6;
     uint64_t bit = (uint64_t)1 << (index & 63);
-    if (__atomic_load_n(&slab->free_bits[word], __ATOMIC_RELAXED) & bit) return BUDDY_FREE_DOUBLE;
+    if (__atomic_load_n(&slab->bits[2 * word], __ATOMIC_RELAXED) & bit) return BUDDY_FREE_DOUBLE;
     // Sequentially consistent, for the hint's handshake with the owner's collection (on x86 the
     // same locked or); it also releases the caller's writes to the object to the owner.
-    uint64_t old = __atomic_fetch_or(&slab->remote_bits[word], bit, __ATOMIC_SEQ_CST);
+    uint64_t old = __atomic_fetch_or(&slab->bits[2 * word + 1], bit, __ATOMIC_SEQ_CST);
     if (old & bit) return BUDDY_FREE_DOUBLE;
     // Stored only when no hint is pending: once per collection, not once per free.
     if (__atomic_load_n(&slab->freed_hint, __ATOMIC_SEQ_CST) == 0) __atomic_store_n(&slab->freed_hint, 1, __ATOMIC_SEQ_CST);
@@ -353,7 +355,7 @@ BUDDY_INLINE buddy_free_outcome buddy_object_free_located(const buddy_object_pat
                                                           intptr_t expected_bytes) {
     buddy_free_outcome outcome = {BUDDY_FREE_NOT_DONE, NULL};
     buddy_slab *slab = location.slab;
-    if (expected_bytes != 0 && expected_bytes != slab->object_bytes) return outcome;
+    if (expected_bytes != 0 && expected_bytes != (intptr_t)slab->object_bytes) return outcome;
     buddy_thread_cache *cache = buddy_current_cache(path->cache_index, path->token);
     void *heap = cache ? cache->object_heap : NULL;
     if (heap != NULL && __atomic_load_n(&slab->owner, __ATOMIC_RELAXED) == (uintptr_t)heap) {
