@@ -55,8 +55,11 @@ extension MemoryPool {
         if offset < objectFastPath.spanBytes {
             let value = objectFastPath.states[Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: objectFastPath.minBlockShift))]
                 .load(ordering: .relaxed)
-            if let (state, order) = cacheFastPath.cacheableHead(offset: offset, value: value) {
-                if cacheFastPath.push(address: address, state: state, order: order) { return }
+            if value &>> 4 == BlockState.Tag.allocatedUnmovable.rawValue {
+                if let (state, order) = cacheFastPath.cacheableHead(offset: offset, value: value),
+                   cacheFastPath.push(address: address, state: state, order: order) {
+                    return
+                }
             } else if freeCachedObject(address, offset: offset, state: value) {
                 return
             }
