@@ -42,8 +42,10 @@ package final class PoolCaches: @unchecked Sendable {
     /// Bumped by each idle pass; a cache whose owner has not taken its slow path since the
     /// previous pass is idle.
     private let epoch = Atomic<Int>(0)
-    /// Fast-path allocations of threads that have exited.
+    /// Fast-path allocations, and runs taken from and kept in the run stash, of threads that have exited.
     private let retiredAllocations = Atomic<Int>(0)
+    private let retiredRunsTaken = Atomic<Int>(0)
+    private let retiredRunsKept = Atomic<Int>(0)
 
     struct DepotShard: @unchecked Sendable {
         // @unchecked: the magazines are only touched while holding the depot's mutex.
@@ -429,6 +431,8 @@ package final class PoolCaches: @unchecked Sendable {
             }
         }
         retiredAllocations.add(cache.pointee.allocations.load(ordering: .relaxed), ordering: .relaxed)
+        retiredRunsTaken.add(cache.pointee.runsTaken.load(ordering: .relaxed), ordering: .relaxed)
+        retiredRunsKept.add(cache.pointee.runsKept.load(ordering: .relaxed), ordering: .relaxed)
         ThreadCache.destroy(cache)
     }
 
@@ -462,6 +466,9 @@ package final class PoolCaches: @unchecked Sendable {
         package var cachedBlocks = 0
         /// Blocks the threads took from their magazines on the fast path, exited threads included.
         package var allocations = 0
+        /// Runs the threads took from and kept in the run stash without the pool lock, exited threads included.
+        package var runsTaken = 0
+        package var runsKept = 0
         /// Bytes each live thread's magazines hold, largest first.
         package var bytesByThread: [Int] = []
         package var grantedBytes = 0
@@ -482,6 +489,8 @@ package final class PoolCaches: @unchecked Sendable {
                 census.cachedBytes += bytes
                 census.cachedBlocks += handle.cache.pointee.cachedBlocks
                 census.allocations += handle.cache.pointee.allocations.load(ordering: .relaxed)
+                census.runsTaken += handle.cache.pointee.runsTaken.load(ordering: .relaxed)
+                census.runsKept += handle.cache.pointee.runsKept.load(ordering: .relaxed)
                 if byThread { census.bytesByThread.append(bytes) }
                 census.storageBytes += handle.cache.pointee.storage.takeUnretainedValue().byteCount
             }
@@ -489,6 +498,8 @@ package final class PoolCaches: @unchecked Sendable {
             census.threads = list.caches.count
         }
         census.allocations += retiredAllocations.load(ordering: .relaxed)
+        census.runsTaken += retiredRunsTaken.load(ordering: .relaxed)
+        census.runsKept += retiredRunsKept.load(ordering: .relaxed)
         if byThread { census.bytesByThread.sort(by: >) }
         for index in 0..<depotCount {
             depots[index].locked { depot in

@@ -29,6 +29,10 @@ package struct ThreadCache: ~Copyable {
     /// Blocks the owner took from its magazines on the fast path, for statistics (written by the
     /// owner with a plain load and store, read by anyone: no read-modify-write on the fast path).
     @usableFromInline package let allocations: Atomic<Int>
+    /// Runs of superblocks the owner took from and gave to the pool's run stash without the pool
+    /// lock (the owner's plain loads and stores, as `allocations`).
+    package let runsTaken: Atomic<Int>
+    package let runsKept: Atomic<Int>
     /// The pool's caches epoch when the owner last took its slow path: older than the last idle
     /// pass means the thread has not needed its cache since, and it may be given back.
     package let lastSlowPath: Atomic<Int>
@@ -59,6 +63,8 @@ package struct ThreadCache: ~Copyable {
         drainRequested = Atomic(0)
         objectHeap = nil
         allocations = Atomic(0)
+        runsTaken = Atomic(0)
+        runsKept = Atomic(0)
         lastSlowPath = Atomic(epoch)
         forkGeneration = ThreadCalls.forkGeneration
         lock = Mutex(())

@@ -99,6 +99,8 @@ extension MemoryPool {
     @usableFromInline @inline(never)
     func deallocateSlowly(_ address: UInt, byteCount: Int?) {
         if countsSites { accounting?.forget(address) }
+        // Runs and whole superblocks into the run stash, without the lock.
+        if keepRunUnlocked(address, byteCount: byteCount) { return }
         switch objectLookup(address) {
         case .notObject: break
         // In a fork child, a parent's objects are left alone, as its blocks are.
@@ -250,7 +252,7 @@ extension MemoryPool {
         }
     }
 
-    private func sizeMatches(_ byteCount: Int, run: Int, order: Int, raised: Bool) -> Bool {
+    func sizeMatches(_ byteCount: Int, run: Int, order: Int, raised: Bool) -> Bool {
         guard byteCount > 0 else { return false }
         if run > 1 { return geometry.superblockCount(byteCount: byteCount) == run }
         if raised { return byteCount <= geometry.blockSize(order: order) }

@@ -17,6 +17,12 @@ extension MemoryPool {
             for slot in 0..<core.arena.slotCapacity where core.arena.isAttached(slot: slot) {
                 allocated += try core.checkTracker(slot: slot)
             }
+            // The run stash's lengths, read without the lock, agree with the arena's.
+            for slot in 0..<own.count where core.arena.isAttached(slot: slot)
+                && runStash.runLength(slot: slot) != max(1, core.arena.runLength(slot: slot)) {
+                throw BuddyInvariantViolation(
+                    "pool '\(name)': slot \(slot) heads a run of \(core.arena.runLength(slot: slot)) in the arena, \(runStash.runLength(slot: slot)) in the run stash")
+            }
             try checkSlabs(core)
             let managed = core.managedBytes
             guard allocated == core.counters.allocatedBytes, allocated == managed - core.arena.freeBytes else {

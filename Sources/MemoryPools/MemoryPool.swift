@@ -44,6 +44,11 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
     let fitsExactly: Bool
     var managedRegions: [ManagedRegion] { own.regions }
     let core: Mutex<PoolCore>
+    /// Freed runs and whole superblocks kept for reuse, with or without the pool lock.
+    let runStash: RunStash
+    /// Whether runs are kept and taken without the pool lock (the pool caches runs and neither
+    /// scrubs nor counts sites, which the locked paths do).
+    let runsKeptUnlocked: Bool
     let caches: PoolCaches?
     /// The caches' lock-free operations, inline so the fast path retains nothing.
     @usableFromInline let cacheFastPath: CacheFastPath
@@ -185,9 +190,11 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         let runCacheBudget = configuration.cache.enabled
             ? configuration.cache.budgets(poolCapacity: configuration.capacity, cpus: max(1, (configuration.cpus ?? topology.allowedCPUs).count)).runs
             : 0
+        runStash = RunStash(own: own, budget: runCacheBudget, geometry: geometry)
+        runsKeptUnlocked = runCacheBudget > 0 && !(configuration.zeroing != .none || configuration.poison) && !configuration.allocationAccounting
         core = Mutex(PoolCore(
             slots: slots, slotLimit: slotLimit, placement: placement, grouping: configuration.mobilityGrouping, poolID: id, own: own,
-            runCacheBudget: runCacheBudget))
+            runStash: runStash))
 
         let index = configuration.cache.enabled ? CacheIndexRegistry.reserve(token: UInt64(id)) : nil
         cacheIndex = index

@@ -98,26 +98,22 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     var pendingReturns: [Loan] = []
     /// Own slots whose memory `shrink(to:)` gave back to the kernel.
     var released: Set<Int> = []
-    /// Freed runs kept for reuse (PoolCore+RunCache.swift): `cachedRunCount` entries of a fixed
-    /// table (no array: its copy-on-write checks cost more than the search), and their bytes.
-    let cachedRuns: UnsafeMutablePointer<CachedRun>
-    var cachedRunCount = 0
-    var cachedRunBytes = 0
-    let runCacheBudget: Int
+    /// Freed runs kept for reuse (RunStash, PoolCore+RunCache.swift), shared with the pool's
+    /// paths that keep and take runs without this lock.
+    let runStash: RunStash
+    var cachedRunBytes: Int { runStash.bytes }
+    var runCacheBudget: Int { runStash.budget }
 
     init(slots: SlotStorage, slotLimit: Int, placement: SlotStorage.Placement, grouping: Bool, poolID: UInt32, own: OwnSuperblocks,
-         runCacheBudget: Int) {
+         runStash: RunStash) {
         self.slots = slots
         self.slotLimit = slotLimit
         self.placement = placement
         self.grouping = grouping
         self.poolID = poolID
         self.own = own
-        self.runCacheBudget = runCacheBudget
-        cachedRuns = .allocate(capacity: Self.runCacheEntries)
+        self.runStash = runStash
     }
-
-    deinit { cachedRuns.deallocate() }
 
     /// Bytes the pool manages now: own superblocks minus lent and released, plus borrowed.
     var managedBytes: Int { arena.attachedSlotCount &<< arena.geometry.superblockShift }
@@ -176,6 +172,7 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
         for slot in run.location.slot..<(run.location.slot + count) {
             tracker.add(slot: slot, bytes: superblock, mobility: mobility)
         }
+        if count > 1, own.contains(slot: run.location.slot) { runStash.noteRun(slot: run.location.slot, count: count) }
         noteAllocated(count * superblock)
         checkAfterOperation(slot: run.location.slot)
         return run
@@ -203,6 +200,7 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     @discardableResult
     mutating func freeRun(_ location: BlockLocation, mobility: Mobility) -> BuddyRelease {
         let runLength = max(1, arena.runLength(slot: location.slot))
+        if runLength > 1, own.contains(slot: location.slot) { runStash.noteRun(slot: location.slot, count: 0) }
         let release = arena.free(location)
         if runLength > 1 {
             for slot in location.slot..<(location.slot + runLength) {

@@ -148,10 +148,11 @@ extension MemoryPool {
                 freeBytes: core.arena.freeBytes, cachedBytes: max(0, cached), usedBytes: max(0, used),
                 highWaterBytes: core.counters.highWaterBytes, freeBlocksByOrder: counts, freeBlocksByNode: byNode,
                 largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,
-                allocationCount: core.counters.allocations + census.allocations,
+                allocationCount: core.counters.allocations + census.allocations + census.runsTaken + runStash.takesUnlocked.load(ordering: .relaxed),
                 // Frees into caches are not counted as they happen: blocks in caches now, plus those
                 // popped, minus those the caches took from the buddy allocator, were pushed.
-                deallocationCount: core.counters.deallocations + census.cachedBlocks + census.allocations - core.counters.cacheNetBlocks,
+                deallocationCount: core.counters.deallocations + census.cachedBlocks + census.allocations - core.counters.cacheNetBlocks
+                    + census.runsKept + runStash.keepsUnlocked.load(ordering: .relaxed),
                 failureCount: core.counters.failures,
                 metadataBytes: metadata, metadataFraction: Double(metadata) / Double(max(1, capacity)),
                 cacheStorageBytes: census.storageBytes, threadCaches: census.threads,

@@ -1,0 +1,83 @@
+import BuddyCaches
+import BuddyCore
+import Synchronization
+
+// Runs of superblocks (and whole superblocks) freed into and taken from the pool's RunStash
+// without the pool lock: the checks of a run's free read only what the caller's ownership keeps
+// still (the head's state byte, the superblock's owner, the run's length), and the state byte
+// changes from allocated to cached by one compare and exchange, so a double free of a run is
+// still found (by the checked path, which sees `cached`).
+
+extension MemoryPool {
+    /// Keeps a freed run or whole superblock of an own region in the run stash, lock-free; false
+    /// sends the caller to the checked free under the lock (which also names every bad free).
+    func keepRunUnlocked(_ address: UInt, byteCount: Int?) -> Bool {
+        guard runsKeptUnlocked, !isForkedChild else { return false }
+        let superblockShift = UInt(truncatingIfNeeded: geometry.superblockShift)
+        var firstSlot = 0
+        for index in 0..<fastRegionCount {
+            let region = fastRegions[index]
+            let offset = address &- region.base
+            guard offset < region.byteCount else {
+                firstSlot &+= Int(truncatingIfNeeded: region.byteCount &>> superblockShift)
+                continue
+            }
+            guard offset & (UInt(truncatingIfNeeded: geometry.superblockSize) &- 1) == 0 else { return false }
+            let superblock = Int(truncatingIfNeeded: offset &>> superblockShift)
+            // Not lent to another pool (nor given back by a shrink, whose state byte is not allocated).
+            guard region.owners[superblock].load(ordering: .relaxed) == id else { return false }
+            let slot = firstSlot &+ superblock
+            let state = runStash.head(slot: slot)
+            let value = state.pointee.load(ordering: .relaxed)
+            let tag = value &>> 4
+            let raised = tag == BlockState.Tag.raisedUnmovable.rawValue
+            guard Int(value & 0x0F) == geometry.maxOrder, raised || tag == BlockState.Tag.allocatedUnmovable.rawValue else { return false }
+            let count = runStash.runLength(slot: slot)
+            if let byteCount, !sizeMatches(byteCount, run: count, order: geometry.maxOrder, raised: raised) { return false }
+            guard runStash.keep(slot: slot, count: count, state: state, allocated: value) else { return false }
+            if let cache = cacheFastPath.currentThreadCache() {
+                cache.pointee.runsKept.store(cache.pointee.runsKept.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+            } else {
+                runStash.keepsUnlocked.wrappingAdd(1, ordering: .relaxed)
+            }
+            return true
+        }
+        return false
+    }
+
+    /// A kept run of `count` own superblocks starting on `alignment`, marked allocated (raised:
+    /// with the raised flag, which run heads carry), lock-free; nil when none is kept.
+    func keptRun(count: Int, alignment: Int, raised: Bool) -> UnsafeMutableRawPointer? {
+        let stash = runStash, mask = UInt(truncatingIfNeeded: max(alignment, 1)) &- 1
+        guard let slot = stash.take(count: count, accepts: { stash.base(slot: $0) & mask == 0 }) else { return nil }
+        stash.head(slot: slot).pointee.store(raised ? stash.raisedState : stash.allocatedState, ordering: .relaxed)
+        if let cache = cacheFastPath.currentThreadCache() {
+            cache.pointee.runsTaken.store(cache.pointee.runsTaken.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        } else {
+            stash.takesUnlocked.wrappingAdd(1, ordering: .relaxed)
+        }
+        // Invariant: own superblocks lie in mapped regions, never at address 0.
+        return UnsafeMutableRawPointer(bitPattern: stash.base(slot: slot)).unsafelyUnwrapped
+    }
+
+    /// A request's run from the stash before anything else (`allocateOutOfLine`): 2 MiB and
+    /// larger unmovable requests of a pool whose runs are kept without the lock.
+    @inline(__always)
+    func keptRun(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        // Bad requests (a negative size, an alignment not a power of two) go on to be refused.
+        guard runsKeptUnlocked, byteCount > geometry.superblockSize &>> 1, alignment > 0, alignment & (alignment &- 1) == 0, !isForkedChild
+        else { return nil }
+        if let (order, raised) = geometry.order(byteCount: byteCount, alignment: alignment) {
+            return order == geometry.maxOrder ? keptRun(count: 1, alignment: 0, raised: raised) : nil
+        }
+        return keptRun(count: geometry.superblockCount(byteCount: byteCount), alignment: alignment, raised: true)
+    }
+}
+
+extension MemoryPool {
+    /// Runs kept and taken without the pool lock so far (for tests and the statistics' counts).
+    package var unlockedRunOperations: (kept: Int, taken: Int) {
+        let census = caches?.census(byThread: false) ?? PoolCaches.Census()
+        return (runStash.keepsUnlocked.load(ordering: .relaxed) + census.runsKept, runStash.takesUnlocked.load(ordering: .relaxed) + census.runsTaken)
+    }
+}
