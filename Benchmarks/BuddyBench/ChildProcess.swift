@@ -10,7 +10,8 @@ enum ChildProcess {
         var status: Int32
         /// From just before the spawn to the child's exit.
         var nanoseconds: UInt64 = 0
-        /// The child's peak RSS (wait4's ru_maxrss).
+        /// The child's peak RSS (wait4's ru_maxrss). Not its own when the spawner is larger: Linux
+        /// carries the spawning process's high-water mark into a vfork-exec'd child.
         var peakResidentKiB: Int = 0
     }
 
