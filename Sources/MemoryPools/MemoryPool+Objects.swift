@@ -35,19 +35,19 @@ extension MemoryPool {
     func freeCachedObject(_ address: UInt, byteCount: Int?) -> Bool {
         // A sized free names its class; a size no class has (-1) never matches one.
         let expectedBytes = byteCount.map { SizeClasses.classBytes(size: $0, alignment: 1) ?? -1 } ?? 0
-        switch objectFastPath.free(address, expectedBytes: expectedBytes) {
-        case .done: return true
-        case .notDone: return false
-        case .slabEmptied(let slab):
-            objectSlabEmptied(slab)
-            return true
-        }
+        return finished(objectFastPath.free(address, expectedBytes: expectedBytes))
     }
 
     /// `freeCachedObject` (unsized) for `deallocate`, which loaded the address's state byte.
     @inlinable @inline(__always)
     func freeCachedObject(_ address: UInt, offset: UInt, state: UInt8) -> Bool {
-        switch objectFastPath.free(address, offset: offset, state: state) {
+        finished(objectFastPath.free(address, offset: offset, state: state))
+    }
+
+    /// Whether a lock-free free is done (an emptied slab handed to the heap's decision first).
+    @inlinable @inline(__always)
+    func finished(_ free: ObjectFastPath.Free) -> Bool {
+        switch free {
         case .done: return true
         case .notDone: return false
         case .slabEmptied(let slab):
