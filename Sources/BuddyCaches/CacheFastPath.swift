@@ -101,11 +101,10 @@ package struct CacheFastPath: @unchecked Sendable {
     /// bytes into the first region.
     @inlinable @inline(__always)
     package func cacheableHead(offset: UInt, value: UInt8) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
-        // Truncating conversions: as in the static form below.
-        guard offset < regionBytes, offset & minBlockMask == 0, value &>> 4 == BlockState.Tag.allocatedUnmovable.rawValue else { return nil }
-        let order = Int(value & 0x0F)
-        guard order <= maxOrder,
-              owners[Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: superblockShift))].load(ordering: .relaxed) == poolID
+        guard offset < regionBytes, offset & minBlockMask == 0,
+              let order = Self.cacheableOrder(
+                  value: value, offset: offset, owners: owners, superblockShift: superblockShift, maxOrder: maxOrder, poolID: poolID,
+                  expectedOrder: nil)
         else { return nil }
         return (states + Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: minBlockShift)), order)
     }
@@ -119,14 +118,27 @@ package struct CacheFastPath: @unchecked Sendable {
         // nothing is lost, and the fast path carries no overflow traps.
         guard offset & minBlockMask == 0 else { return nil }
         let state = states + Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: minBlockShift))
-        let value = state.pointee.load(ordering: .relaxed)
-        // Allocated, unmovable, not raised for alignment, not a run head.
+        guard let order = cacheableOrder(
+            value: state.pointee.load(ordering: .relaxed), offset: offset, owners: owners, superblockShift: superblockShift,
+            maxOrder: maxOrder, poolID: poolID, expectedOrder: expectedOrder)
+        else { return nil }
+        return (state, order)
+    }
+
+    /// The order of a block whose head's state byte is `value` when the fast path may free it:
+    /// allocated, unmovable, not raised for alignment, not a run head, of a cached order (and
+    /// `expectedOrder`, when given), in a superblock `poolID` owns.
+    @inlinable @inline(__always)
+    package static func cacheableOrder(
+        value: UInt8, offset: UInt, owners: UnsafeMutablePointer<Atomic<UInt32>>, superblockShift: Int, maxOrder: Int, poolID: UInt32,
+        expectedOrder: Int?
+    ) -> Int? {
         guard value &>> 4 == BlockState.Tag.allocatedUnmovable.rawValue else { return nil }
         let order = Int(value & 0x0F)
         guard order <= maxOrder, expectedOrder == nil || expectedOrder == order,
               owners[Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: superblockShift))].load(ordering: .relaxed) == poolID
         else { return nil }
-        return (state, order)
+        return order
     }
 
     /// Pushes a block the caller has checked; false sends the caller to the slow path.

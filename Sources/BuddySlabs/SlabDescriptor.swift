@@ -89,20 +89,6 @@ package struct SlabDescriptor: ~Copyable {
     package var isOnFullList: Bool { onFullListStorage.load(ordering: .relaxed) != 0 }
     package func setOnFullList(_ value: Bool) { onFullListStorage.store(value ? 1 : 0, ordering: .relaxed) }
 
-    /// After a free's bit is set: tells the owner to look. The free's own read-modify-write is
-    /// sequentially consistent, so this load sees a hint the owner has not yet cleared or
-    /// the owner's collection (which clears it first) sees the free; the store (a locked
-    /// exchange on x86) is made only when no hint is pending, so once per collection.
-    @inlinable @inline(__always)
-    package func noteRemoteFree() {
-        if freedHint.load(ordering: .sequentiallyConsistent) == 0 { freedHint.store(1, ordering: .sequentiallyConsistent) }
-    }
-
-    /// The owner's free into a slab it had used up (plain store: only the owner writes 1 here
-    /// besides remote frees, and any 1 means "look").
-    @inlinable @inline(__always)
-    package func noteLocalFree() { freedHint.store(1, ordering: .relaxed) }
-
     /// Whether a free happened since the owner last collected (the owner; does not clear).
     package var hasFreedHint: Bool { freedHint.load(ordering: .relaxed) != 0 }
 
@@ -174,7 +160,7 @@ package struct SlabDescriptor: ~Copyable {
         // The hint is cleared first, by a sequentially consistent exchange before the loads: a
         // remote free whose bit this pass misses (its or comes after this pass's load of that
         // word) then finds the hint clear and sets it again, so the slab is looked at later
-        // (noteRemoteFree). With no hint to clear nothing can be lost: a missed free's hint
+        // (buddy_slab_free_remote, CBuddyFastPath). With no hint to clear nothing can be lost: a missed free's hint
         // stays set.
         if freedHint.load(ordering: .relaxed) != 0 { _ = freedHint.exchange(0, ordering: .sequentiallyConsistent) }
         for word in 0..<words where remoteBits(word).pointee.load(ordering: .sequentiallyConsistent) != 0 {

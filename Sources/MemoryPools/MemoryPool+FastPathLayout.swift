@@ -101,7 +101,7 @@ extension MemoryPool {
         expect(UnsafeMutableRawPointer(buddy_heap_spare(heap)) == UnsafeMutableRawPointer(slabHeap.pointee.spare), "buddy_heap_spare: SlabHeap.spare")
         expect(UnsafeMutableRawPointer(buddy_heap_full(heap)) == UnsafeMutableRawPointer(slabHeap.pointee.full), "buddy_heap_full: SlabHeap.full")
 
-        // The region and the lookup: the C side finds the slab and index the Swift side founslab.pointee.
+        // The region and the lookup: the C side finds the slab and index the Swift side found.
         let location = buddy_object_locate(objectFastPath.path, address)
         expect(location.slab == s && location.index == UInt(index), "buddy_object_locate: slab or index differs from objectLookup")
         return problems

@@ -35,11 +35,7 @@ extension MemoryPool {
             let count = runStash.runLength(slot: slot)
             if let byteCount, !sizeMatches(byteCount, run: count, order: geometry.maxOrder, raised: raised) { return false }
             guard runStash.keep(slot: slot, count: count, state: state, allocated: value) else { return false }
-            if let cache = cacheFastPath.currentThreadCache() {
-                cache.pointee.runsKept.store(cache.pointee.runsKept.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-            } else {
-                runStash.keepsUnlocked.wrappingAdd(1, ordering: .relaxed)
-            }
+            countUnlockedRun(kept: true)
             return true
         }
         return false
@@ -48,16 +44,26 @@ extension MemoryPool {
     /// A kept run of `count` own superblocks starting on `alignment`, marked allocated (raised:
     /// with the raised flag, which run heads carry), lock-free; nil when none is kept.
     func keptRun(count: Int, alignment: Int, raised: Bool) -> UnsafeMutableRawPointer? {
-        let stash = runStash, mask = UInt(truncatingIfNeeded: max(alignment, 1)) &- 1
-        guard let slot = stash.take(count: count, accepts: { stash.base(slot: $0) & mask == 0 }) else { return nil }
-        stash.head(slot: slot).pointee.store(raised ? stash.raisedState : stash.allocatedState, ordering: .relaxed)
-        if let cache = cacheFastPath.currentThreadCache() {
-            cache.pointee.runsTaken.store(cache.pointee.runsTaken.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-        } else {
-            stash.takesUnlocked.wrappingAdd(1, ordering: .relaxed)
-        }
+        guard let slot = runStash.take(count: count, alignment: alignment, boundary: 0, raised: raised) else { return nil }
+        countUnlockedRun(kept: false)
         // Invariant: own superblocks lie in mapped regions, never at address 0.
-        return UnsafeMutableRawPointer(bitPattern: stash.base(slot: slot)).unsafelyUnwrapped
+        return UnsafeMutableRawPointer(bitPattern: runStash.base(slot: slot)).unsafelyUnwrapped
+    }
+
+    /// Counts a run kept or taken without the lock: in the calling thread's cache (its plain
+    /// loads and stores), or with one atomic add for a thread without one.
+    private func countUnlockedRun(kept: Bool) {
+        if let cache = cacheFastPath.currentThreadCache() {
+            if kept {
+                cache.pointee.runsKept.store(cache.pointee.runsKept.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+            } else {
+                cache.pointee.runsTaken.store(cache.pointee.runsTaken.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+            }
+        } else if kept {
+            runStash.keepsUnlocked.wrappingAdd(1, ordering: .relaxed)
+        } else {
+            runStash.takesUnlocked.wrappingAdd(1, ordering: .relaxed)
+        }
     }
 
     /// A request's run from the stash before anything else (`allocateOutOfLine`): 2 MiB and

@@ -12,18 +12,8 @@ extension PoolCore {
     /// A cached run of `count` superblocks whose start meets `alignment` and that does not cross
     /// a multiple of `boundary`, marked allocated again; nil when none is kept.
     mutating func takeCachedRun(count: Int, alignment: Int, boundary: Int, alignmentRaised: Bool = true) -> BuddyAllocation? {
-        let superblockShift = arena.geometry.superblockShift
-        let arena = self.arena
-        guard let slot = runStash.take(count: count, accepts: { slot in
-            let base = arena.baseAddress(slot: slot)
-            let aligned = alignment <= 1 &<< superblockShift || base & UInt(alignment - 1) == 0
-            let inside = boundary == 0 || base / UInt(boundary) == (base + UInt(count &<< superblockShift) - 1) / UInt(boundary)
-            return aligned && inside
-        }) else { return nil }
         // Run heads carry the raised flag: they are never taken for a cacheable block.
-        arena.state(slot: slot, offset: 0).pointee.store(
-            BlockState.allocated(order: arena.geometry.maxOrder, mobilityClass: Mobility.unmovable.rawValue, alignmentRaised: alignmentRaised).rawValue,
-            ordering: .relaxed)
+        guard let slot = runStash.take(count: count, alignment: alignment, boundary: boundary, raised: alignmentRaised) else { return nil }
         checkAfterOperation(slot: slot)
         let location = BlockLocation(slot: slot, blockOffset: 0, order: arena.geometry.maxOrder)
         return BuddyAllocation(address: arena.baseAddress(slot: slot), location: location)

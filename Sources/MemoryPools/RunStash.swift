@@ -127,16 +127,23 @@ final class RunStash: @unchecked Sendable {
         return false
     }
 
-    /// A kept run of `count` superblocks whose slot `accepts`, taken out of the table (its head
-    /// still `cached`: the caller marks it allocated); nil when none is kept.
-    func take(count: Int, accepts: (Int) -> Bool) -> Int? {
+    /// A kept run of `count` superblocks that starts on `alignment` and does not cross a
+    /// multiple of `boundary` (0: none), taken out of the table and its head marked allocated
+    /// (`raised`: with the raised flag, which run heads carry); its slot, or nil when none is kept.
+    func take(count: Int, alignment: Int, boundary: Int, raised: Bool) -> Int? {
         guard heldBytes.load(ordering: .relaxed) > 0 else { return nil }
+        let mask = UInt(truncatingIfNeeded: max(alignment, 1)) &- 1, bytes = count &<< superblockShift
         for index in 0..<Self.entries {
             let entry = words[index].load(ordering: .relaxed)
             guard entry != 0, Int(truncatingIfNeeded: entry & 0xFFFF_FFFF) == count else { continue }
             let slot = Int(truncatingIfNeeded: entry &>> 32) &- 1
-            guard accepts(slot), words[index].compareExchange(expected: entry, desired: 0, ordering: .acquiring).exchanged else { continue }
-            heldBytes.wrappingSubtract(count &<< superblockShift, ordering: .relaxed)
+            let base = bases[slot]
+            guard base & mask == 0, boundary == 0 || base / UInt(boundary) == (base + UInt(bytes) - 1) / UInt(boundary),
+                  words[index].compareExchange(expected: entry, desired: 0, ordering: .acquiring).exchanged
+            else { continue }
+            heldBytes.wrappingSubtract(bytes, ordering: .relaxed)
+            // After the claim: the keeper's store of `cached` happened before it.
+            heads[slot].pointee.store(raised ? raisedState : allocatedState, ordering: .relaxed)
             return slot
         }
         return nil

@@ -79,7 +79,7 @@ typedef struct buddy_slab {
     /// Bitmap words in use.
     uint8_t words;
     uint8_t order;
-    /// Set by a free the owner has not looked at yet (see SlabDescriptor.noteRemoteFree).
+    /// Set by a free the owner has not looked at yet (see buddy_slab_free_remote).
     uint8_t freed_hint;
     uint8_t on_full_list;
     uintptr_t next;
@@ -252,7 +252,8 @@ BUDDY_INLINE enum buddy_free_result buddy_slab_free_local(buddy_slab *slab, uint
     __atomic_store_n(&slab->bits[2 * word], bits | bit, __ATOMIC_RELAXED);
     int32_t free_count = __atomic_load_n(&slab->free_count, __ATOMIC_RELAXED) + 1;
     __atomic_store_n(&slab->free_count, free_count, __ATOMIC_RELAXED);
-    // A used-up slab has an object again: the refill's look at full slabs should see it.
+    // A used-up slab has an object again: the refill's look at full slabs should see it (a plain
+    // store: only the owner writes 1 here besides remote frees, and any 1 means "look").
     if (free_count == 1) __atomic_store_n(&slab->freed_hint, 1, __ATOMIC_RELAXED);
     if ((int32_t)word < __atomic_load_n(&slab->cursor, __ATOMIC_RELAXED)) __atomic_store_n(&slab->cursor, (int32_t)word, __ATOMIC_RELAXED);
     return (uint32_t)free_count == slab->object_count ? BUDDY_FREE_SLAB_EMPTIED : BUDDY_FREE_DONE;
@@ -267,7 +268,9 @@ BUDDY_INLINE enum buddy_free_result buddy_slab_free_remote(buddy_slab *slab, uin
     // same locked or); it also releases the caller's writes to the object to the owner.
     uint64_t old = __atomic_fetch_or(&slab->bits[2 * word + 1], bit, __ATOMIC_SEQ_CST);
     if (old & bit) return BUDDY_FREE_DOUBLE;
-    // Stored only when no hint is pending: once per collection, not once per free.
+    // Tells the owner to look. The or above is sequentially consistent, so this load sees a hint
+    // the owner has not cleared yet, or the owner's collection (which clears it first) sees this
+    // free. Stored only when no hint is pending (on x86 a locked exchange): once per collection.
     if (__atomic_load_n(&slab->freed_hint, __ATOMIC_SEQ_CST) == 0) __atomic_store_n(&slab->freed_hint, 1, __ATOMIC_SEQ_CST);
     return BUDDY_FREE_DONE;
 }
