@@ -53,6 +53,7 @@ struct ChildRun {
         case .numa: return numa()
         case .churn: return ChurnExperiment(settings: settings, node: localNode).run()
         case .program: return ProgramScenario.run(contender: contender)
+        case .compile: return ProgramScenario.compile(contender: contender)
         }
     }
 

@@ -81,6 +81,7 @@ enum Scenario: String, CaseIterable, Codable, Sendable {
     case churn
     case footprint
     case program
+    case compile
 
     var summary: String {
         switch self {
@@ -110,6 +111,8 @@ enum Scenario: String, CaseIterable, Codable, Sendable {
             "pool memory on the local vs the farthest node: read bandwidth and load latency; and where each allocator puts memory asked for a remote node"
         case .program:
             "a real program under each malloc: PYTHONMALLOC=malloc python3 Tests/MallocPrograms/list_churn.py (3000 lists of 100-5000 strings, 400 kept), one run per repeat; ns/op is its wall time, peak RSS in the note"
+        case .compile:
+            "a real program under each malloc: swiftc -O -c Tests/MallocPrograms/codable_models.swift (Codable types, generics, enums with payloads: about 3-7 s here), one compile per repeat; ns/op is its wall time, peak RSS in the note"
         case .churn:
             "fragmentation: random sizes and lifetimes at 70-90% occupancy with movable and reclaimable shares, then max-order requests; grouping+compaction vs grouping off"
         }
@@ -136,7 +139,7 @@ enum Scenario: String, CaseIterable, Codable, Sendable {
     func applies(to contender: Contender) -> Bool {
         // The malloc library where malloc-level figures mean something: small objects and pages.
         if contender == .buddypoolsMalloc {
-            return [.small1, .smallCrossThread, .small2, .fixed4K, .fixed4KAligned, .fixed64K, .mixed1, .program].contains(self)
+            return [.small1, .smallCrossThread, .small2, .fixed4K, .fixed4KAligned, .fixed64K, .mixed1, .program, .compile].contains(self)
         }
         return switch self {
         case .fixed4K, .fixed4KAligned, .fixed4K2, .fixed64K, .fixed64KAligned, .fixed2M, .fixed16M, .mixed1, .mixed2, .scaling, .small1, .small2: true
@@ -145,7 +148,7 @@ enum Scenario: String, CaseIterable, Codable, Sendable {
         case .numa: contender != .null && contender != .memkindHugetlb && contender != .buddypoolsNocache
         case .churn, .footprint: contender == .buddypools
         // Malloc replacements only: a pool is no process's malloc.
-        case .program: [.glibc, .jemalloc, .mimalloc, .tcmalloc].contains(contender)
+        case .program, .compile: [.glibc, .jemalloc, .mimalloc, .tcmalloc].contains(contender)
         }
     }
 }

@@ -1,17 +1,22 @@
 import Glibc
 
-/// The `program` scenario: a real, allocation-heavy program run to completion under the
+/// The real-program scenarios: an allocation-heavy program run to completion under the
 /// contender's malloc. The program is a child of the contender's process, so it inherits the
-/// LD_PRELOAD that put the allocator in front of malloc (none for glibc). Python with
-/// `PYTHONMALLOC=malloc`, so its small objects reach malloc instead of pymalloc's arenas.
+/// LD_PRELOAD that put the allocator in front of malloc (none for glibc).
+/// - `program`: Python with `PYTHONMALLOC=malloc`, so its small objects reach malloc instead of
+///   pymalloc's arenas.
+/// - `compile`: the Swift compiler (`swiftc -O -c`, whose driver starts `swift-frontend`, which
+///   inherits the preload too) on a Codable-heavy file, the program issue 15 names.
 enum ProgramScenario {
-    /// The program, in the repository; its known answer for the seed it uses.
+    /// The Python program, in the repository; its known answer for the seed it uses.
     static let script = "Tests/MallocPrograms/list_churn.py"
     static let expectedOutput = "1014769\n"
+    /// The file the `compile` scenario compiles (never run).
+    static let compiledFile = "Tests/MallocPrograms/codable_models.swift"
 
     static func run(contender: Contender) -> ScenarioResult {
         var result = ScenarioResult(scenario: .program, contender: contender, status: .ok)
-        guard let path = locateScript() else {
+        guard let path = locate(script) else {
             result.status = .skipped
             result.note = "\(script) not found from the working directory or beside the executable: run from the repository"
             return result
@@ -41,15 +46,69 @@ enum ProgramScenario {
         return result
     }
 
-    /// The script from the working directory, or from the repository the executable was built
-    /// in (`.build/<triple>/release/buddypools-bench`).
-    static func locateScript() -> String? {
+    /// `swiftc -O -c` of `compiledFile` once. A small Python wrapper starts the compiler and
+    /// reports its wall time and its peak RSS (RUSAGE_CHILDREN: the larger of the driver's and
+    /// the frontend's), for the reason `run` gives: a process this one spawns would carry this
+    /// one's high-water mark. The module cache is the bench's own, warmed by one untimed
+    /// compile the first time, so no contender pays for building Foundation's modules.
+    static func compile(contender: Contender) -> ScenarioResult {
+        var result = ScenarioResult(scenario: .compile, contender: contender, status: .ok)
+        guard let source = locate(compiledFile) else {
+            result.status = .skipped
+            result.note = "\(compiledFile) not found from the working directory or beside the executable: run from the repository"
+            return result
+        }
+        guard let compiler = searchPath("swiftc") ?? ["/opt/swift/usr/bin/swiftc"].first(where: { access($0, X_OK) == 0 }) else {
+            result.status = .skipped
+            result.note = "swiftc not found on PATH or in /opt/swift/usr/bin"
+            return result
+        }
+        let cache = "/tmp/buddypools-bench-module-cache"
+        let object = "/tmp/buddypools-bench-compile-\(getpid()).o"
+        defer { unlink(object) }
+        let wrapper = "import resource, subprocess, sys, time; start = time.perf_counter_ns(); "
+            + "code = subprocess.run(sys.argv[1:]).returncode; elapsed = time.perf_counter_ns() - start; "
+            + "print(code, elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        let arguments = ["-c", wrapper, compiler, "-O", "-c", source, "-module-cache-path", cache, "-o", object]
+        if access(cache, F_OK) != 0 {
+            _ = ChildProcess.spawn("python3", arguments: arguments, extraEnvironment: [:], searchesPath: true)
+        }
+        guard let run = ChildProcess.spawn("python3", arguments: arguments, extraEnvironment: [:], searchesPath: true) else {
+            result.status = .failed
+            result.note = "could not start python3 (posix_spawnp: \(String(cString: strerror(errno))))"
+            return result
+        }
+        // "exit-code nanoseconds peak-KiB", and an object file that is not empty.
+        var objectStatus = stat()
+        let fields = run.output.split(whereSeparator: \.isWhitespace)
+        guard run.status == 0, fields.count == 3, fields[0] == "0", let nanoseconds = Double(fields[1]), let peakKiB = Double(fields[2]),
+              stat(object, &objectStatus) == 0, objectStatus.st_size > 0 else {
+            result.status = .failed
+            result.note = "swiftc -O -c \(compiledFile) failed: wrapper exited \(run.status) with \(run.output.suffix(200).debugDescription)"
+            return result
+        }
+        result.nanosecondsPerOperation = nanoseconds
+        result.operations = 1
+        result.metrics["peak_rss_kib"] = peakKiB
+        result.note = "swiftc -O -c \(compiledFile), one compile per repeat"
+        return result
+    }
+
+    /// `name` in a directory of PATH, if it is there and executable.
+    static func searchPath(_ name: String) -> String? {
+        guard let path = getenv("PATH").map({ String(cString: $0) }) else { return nil }
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
+    }
+
+    /// A repository file from the working directory, or from the repository the executable was
+    /// built in (`.build/<triple>/release/buddypools-bench`).
+    static func locate(_ file: String) -> String? {
         var executable = ChildProcess.executablePath()
-        var candidates = [script]
+        var candidates = [file]
         for _ in 0..<4 {
             guard let slash = executable.lastIndex(of: "/") else { break }
             executable = String(executable[..<slash])
-            candidates.append(executable + "/" + script)
+            candidates.append(executable + "/" + file)
         }
         return candidates.first { access($0, R_OK) == 0 }
     }
