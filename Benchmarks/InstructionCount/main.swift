@@ -17,7 +17,7 @@ import Glibc
 // kept, then freed (a heap growing to millions of objects: each pair is one allocation made
 // while up to PAIRS are live, and its free); 20K (five pages, a 32 KiB buddy block) and
 // 20K-exact (the same on a fit=exact pool: five pages kept, the tail given back, the pool lock
-// on both sides).
+// on both sides); mixed (mixed-1t's sizes, 4 KiB ... 4 MiB, 256 live, nothing touched).
 
 /// Keeps the optimizer from proving the pointer unused.
 @inline(never)
@@ -58,6 +58,38 @@ func smallLoop(_ pool: MemoryPool, pairs: Int) -> Bool {
     }
 }
 
+/// buddypools-bench's mixed-1t without its memory: 256 live blocks of 4 KiB ... 4 MiB, a random
+/// one replaced per pair. Sizes from an inline xorshift, uniform within a power of two drawn
+/// uniformly from 2^12 ... 2^21 (close to the bench's log-uniform draw without its exp2); no
+/// byte touched, so the count is the allocator's and the loop's.
+@inline(never)
+func mixedLoop(_ pool: MemoryPool, pairs: Int) -> Bool {
+    let live = 256
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    @inline(__always) func draw() -> Int {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        let shift = 12 + Int(truncatingIfNeeded: state % 10)
+        return (1 << shift) + Int(truncatingIfNeeded: (state >> 32) & ((1 << shift) - 1))
+    }
+    let slots = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: live)
+    defer { slots.deallocate() }
+    for index in 0..<live {
+        guard let pointer = try? pool.allocate(byteCount: draw()) else { return false }
+        slots[index] = pointer
+    }
+    for _ in 0..<pairs {
+        let slot = Int(truncatingIfNeeded: (state >> 40) & UInt64(live - 1))
+        pool.deallocate(slots[slot])
+        guard let pointer = try? pool.allocate(byteCount: draw()) else { return false }
+        escape(pointer)
+        slots[slot] = pointer
+    }
+    for index in 0..<live { pool.deallocate(slots[index]) }
+    return true
+}
+
 /// Allocates `count` 24-byte objects, keeping every one, then frees them all.
 func growthLoop(_ pool: MemoryPool, count: Int) -> Bool {
     let slots = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: count)
@@ -91,13 +123,14 @@ func run(_ scenario: String, pool: MemoryPool, pairs: Int) -> Bool? {
     case "small": smallLoop(pool, pairs: pairs)
     case "24-growth": growthLoop(pool, count: pairs)
     case "20K", "20K-exact": pageMultipleLoop(pool, pairs: pairs)
+    case "mixed": mixedLoop(pool, pairs: pairs)
     default: nil
     }
 }
 
 let arguments = CommandLine.arguments
 guard arguments.count == 3, let pairs = Int(arguments[2]), pairs > 0 else {
-    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M|4K-nocache|24|small|24-growth|20K|20K-exact PAIRS")
+    print("usage: buddypools-count 4K|4K-aligned|64K|64K-aligned|2M|16M|4K-nocache|24|small|24-growth|20K|20K-exact|mixed PAIRS")
     exit(2)
 }
 // The default configuration except the size (enough for 80 blocks of the largest scenario) and

@@ -211,7 +211,7 @@ extension MemoryPool {
     /// `core` is inout only to be passed by address: a borrowing parameter here was copied (320
     /// bytes of memcpy per checked free, callgrind). Nothing is changed.
     func classify(_ address: UInt, byteCount: Int?, core: inout PoolCore) -> Classification {
-        switch core.arena.lookup(address) {
+        switch core.withArena({ $0.lookup(address) }) {
         case .outside:
             return .problem(ownerProblem(of: address))
         case .misaligned(let slot):

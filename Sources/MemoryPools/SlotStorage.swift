@@ -8,6 +8,8 @@ import BuddySystem
 /// it might ever borrow.
 struct SlotStorage {
     let arena: BuddyArena
+    /// `arena` without reference counting, for calls on the pool's locked paths (PoolCore.withArena).
+    let unretainedArena: Unmanaged<BuddyArena>
     let tracker: FragmentationTracker
     let buffer: MetadataBuffer
 
@@ -30,6 +32,7 @@ struct SlotStorage {
         arena = BuddyArena(
             geometry: placement.geometry, slotCapacity: slotCapacity, classCount: classes,
             metadata: UnsafeMutableRawBufferPointer(start: arenaMemory, count: arenaBytes))
+        unretainedArena = Unmanaged.passUnretained(arena)
         tracker = FragmentationTracker(slotCapacity: slotCapacity, storage: buffer.slice(offset: &offset, byteCount: trackerBytes))
     }
 
