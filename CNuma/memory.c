@@ -46,6 +46,8 @@ void *cnuma_map_fixed(void *addr, size_t length, int huge_page_shift) {
 
 int cnuma_unmap(void *addr, size_t length) { return munmap(addr, length); }
 
+int cnuma_commit(void *addr, size_t length) { return mprotect(addr, length, PROT_READ | PROT_WRITE); }
+
 int cnuma_mbind(void *addr, size_t length, int mode, const unsigned long *mask, unsigned long maxnode,
                 unsigned int flags) {
     // The raw system call, so the result does not depend on libnuma's error printing.

@@ -74,6 +74,9 @@ void *cnuma_reserve_address_space(size_t length);
 void *cnuma_map_fixed(void *addr, size_t length, int huge_page_shift);
 /// munmap(2): 0, or -1 and errno.
 int cnuma_unmap(void *addr, size_t length);
+/// Makes part of a reservation readable and writable (mprotect(2)): the memory is committed
+/// then, as the kernel's overcommit accounting sees it. 0, or -1 and errno.
+int cnuma_commit(void *addr, size_t length);
 /// mbind(2). mask holds maxnode bits of node ids. 0, or -1 and errno.
 int cnuma_mbind(void *addr, size_t length, int mode, const unsigned long *mask, unsigned long maxnode, unsigned int flags);
 /// madvise(2) with one of cnuma_advice. 0, or -1 and errno.

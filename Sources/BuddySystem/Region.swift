@@ -135,6 +135,25 @@ public final class Region: Sendable, CustomStringConvertible {
         self.placement = Mutex(Placement(nodes: memoryNodes, policy: policy, weights: shares))
         self.isLocked = locked
         self.notes = notes
+        self.commitsOnDemand = !(populate || locked || candidate.isHugetlb)
+    }
+
+    /// Whether the region is a reservation whose parts must be committed before first use
+    /// (created with `populate: false` on base or transparent pages, unlocked).
+    public let commitsOnDemand: Bool
+
+    /// Makes `byteCount` bytes at `offset` readable and writable (mprotect), committing them;
+    /// again on a committed part is harmless. Only regions that commit on demand need it.
+    /// - Throws: `SystemError` with ENOMEM when the kernel refuses the charge (strict
+    ///   overcommit, RLIMIT_DATA), or EINVAL for a range outside the region or not page-aligned.
+    public func commit(offset: Int, byteCount length: Int) throws(SystemError) {
+        guard offset >= 0, length > 0, offset <= byteCount - length, offset % 4096 == 0, length % 4096 == 0 else {
+            throw SystemError(.invalidArgument, call: "region commit check",
+                              advice: "\(length) bytes at offset \(offset) are not whole pages of this \(formatBytes(byteCount)) region")
+        }
+        if case .failure(let error) = MemoryCalls.commit(baseAddress + offset, length) {
+            throw error.explained(advice: "the kernel refused to commit \(formatBytes(length)) of \(label); check vm.overcommit_memory and ulimit -d")
+        }
     }
 
     /// The page size a region would get, and the fallbacks on the way, without mapping anything.
@@ -225,7 +244,10 @@ public final class Region: Sendable, CustomStringConvertible {
             return error
         }
 
-        if case .failure(let error) = MemoryCalls.mapFixed(base, byteCount, hugePageShift: pageSize.hugetlbShift) {
+        // A region left to fault in stays a reservation (PROT_NONE) and its user commits each
+        // part before first use (`commit(offset:byteCount:)`): a process that maps a large heap
+        // is charged for what it uses, not for the heap's size, even under strict overcommit.
+        if populate, case .failure(let error) = MemoryCalls.mapFixed(base, byteCount, hugePageShift: pageSize.hugetlbShift) {
             if pageSize.isHugetlb {
                 throw fail(error.explained(
                     as: .hugepagesUnavailable,
@@ -262,7 +284,7 @@ public final class Region: Sendable, CustomStringConvertible {
         }
 
         // Base and transparent pages may be left to fault in (never hugetlb or locked ones).
-        guard populate else { return (base, notes + ["not populated: pages fault in on first touch"]) }
+        guard populate else { return (base, notes + ["not populated: committed a superblock at a time on first use, pages fault in on first touch"]) }
         switch PagePopulation.populate(base, byteCount: byteCount, pageSize: pageSize) {
         case .populated:
             break

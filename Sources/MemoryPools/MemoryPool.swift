@@ -156,6 +156,14 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
             // Fresh from the kernel every page is zero; a poisoned pool fills its regions with the
             // pattern instead (every free byte of such a pool holds it, see prepareHandedOut).
             if configuration.poison, let base = UnsafeMutableRawPointer(bitPattern: region.base) {
+                if region.region.commitsOnDemand {
+                    do throws(SystemError) {
+                        try region.region.commit(offset: 0, byteCount: region.byteCount)
+                    } catch {
+                        PoolRegistry.unregister(id: id)
+                        throw .system(error)
+                    }
+                }
                 MemoryClearing.poison(base, region.byteCount)
             }
             _ = slots.arena.attach(
@@ -194,7 +202,7 @@ public final class MemoryPool: @unchecked Sendable, CustomStringConvertible {
         runsKeptUnlocked = runCacheBudget > 0 && !(configuration.zeroing != .none || configuration.poison) && !configuration.allocationAccounting
         core = Mutex(PoolCore(
             slots: slots, slotLimit: slotLimit, placement: placement, grouping: configuration.mobilityGrouping, poolID: id, own: own,
-            runStash: runStash))
+            runStash: runStash, allCommitted: configuration.poison))
 
         let index = configuration.cache.enabled ? CacheIndexRegistry.reserve(token: UInt64(id)) : nil
         cacheIndex = index

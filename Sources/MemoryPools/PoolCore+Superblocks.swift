@@ -29,7 +29,8 @@ extension PoolCore {
     mutating func lend(slots: [Int], to borrower: UInt32, minimumSuperblocks: Int) -> [Loan] {
         var loans: [Loan] = []
         for slot in slots where own.contains(slot: slot) && lent[slot] == nil {
-            guard ownHeldCount - 1 >= minimumSuperblocks, arena.detach(slot: slot) != nil else { continue }
+            // The borrower hands the memory out as it is: it must be committed here first.
+            guard ownHeldCount - 1 >= minimumSuperblocks, commitOnFirstUse(slot: slot, count: 1), arena.detach(slot: slot) != nil else { continue }
             tracker.reset(slot: slot)
             let (region, superblock) = own.location(slot: slot)
             region.setOwner(superblock: superblock, 0)

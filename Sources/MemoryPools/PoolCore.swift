@@ -111,11 +111,13 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     /// Freed runs kept for reuse (RunStash, PoolCore+RunCache.swift), shared with the pool's
     /// paths that keep and take runs without this lock.
     let runStash: RunStash
+    /// Own superblocks not yet made readable and writable (PoolCore+Commit.swift).
+    var uncommitted: UncommittedSuperblocks
     var cachedRunBytes: Int { runStash.bytes }
     var runCacheBudget: Int { runStash.budget }
 
     init(slots: SlotStorage, slotLimit: Int, placement: SlotStorage.Placement, grouping: Bool, poolID: UInt32, own: OwnSuperblocks,
-         runStash: RunStash) {
+         runStash: RunStash, allCommitted: Bool) {
         self.slots = slots
         self.slotLimit = slotLimit
         self.placement = placement
@@ -123,6 +125,7 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
         self.poolID = poolID
         self.own = own
         self.runStash = runStash
+        uncommitted = UncommittedSuperblocks(own: own, allCommitted: allCommitted)
     }
 
     /// Bytes the pool manages now: own superblocks minus lent and released, plus borrowed.
@@ -141,6 +144,10 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
         guard let block = withArena({ $0.allocate(
             order: order, mobilityClass: mobility.rawValue, alignmentRaised: alignmentRaised, groupClass: group, allowSteal: allowSteal) })
         else {
+            return nil
+        }
+        guard commitOnFirstUse(slot: block.location.slot, count: 1) else {
+            _ = withArena { $0.free(block.location) }
             return nil
         }
         let bytes = arena.geometry.blockSize(order: order)
@@ -176,6 +183,10 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
         guard let run = arena.allocateRun(
             count: count, alignment: alignment, boundary: boundary, mobilityClass: mobility.rawValue, groupClass: groupClass(mobility))
         else {
+            return nil
+        }
+        guard commitOnFirstUse(slot: run.location.slot, count: count) else {
+            _ = withArena { $0.free(run.location) }
             return nil
         }
         let superblock = arena.geometry.superblockSize

@@ -33,6 +33,22 @@ package enum ResidentMemory {
         return total
     }
 
+    /// Bytes of `range` in mappings the kernel shows readable and writable (/proc/self/maps):
+    /// committed memory, where a reservation is PROT_NONE. -1 when the file cannot be read.
+    package static func writableBytes(in range: Range<UInt>) -> Int {
+        guard let data = FileHandle(forReadingAtPath: "/proc/self/maps")?.readDataToEndOfFile() else { return -1 }
+        var total = 0
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 2, let dash = fields[0].firstIndex(of: "-"),
+                  let start = UInt(fields[0][..<dash], radix: 16), let end = UInt(fields[0][fields[0].index(after: dash)...], radix: 16),
+                  fields[1].hasPrefix("rw") else { continue }
+            let low = max(start, range.lowerBound), high = min(end, range.upperBound)
+            if low < high { total += Int(high - low) }
+        }
+        return total
+    }
+
     /// Free 2 MiB hugepages of the system's pool (free_hugepages), or 0 when unknown.
     package static var free2MHugepages: Int {
         let path = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"

@@ -24,6 +24,16 @@ package enum MemoryCalls {
         return .success(())
     }
 
+    /// Makes a reserved range readable and writable (mprotect), committing it: under strict
+    /// overcommit (`vm.overcommit_memory=2`) the kernel charges it now and may refuse (ENOMEM).
+    package static func commit(_ address: UnsafeMutableRawPointer, _ length: Int) -> Result<Void, SystemError> {
+        if let code = SystemCallFaults.injected(.mprotect) { return .failure(.call(.mprotect, "PROT_READ|PROT_WRITE, \(formatBytes(length))", errno: code)) }
+        guard cnuma_commit(address, length) == 0 else {
+            return .failure(.call(.mprotect, "PROT_READ|PROT_WRITE, \(formatBytes(length))", errno: errno))
+        }
+        return .success(())
+    }
+
     package static func unmap(_ address: UnsafeMutableRawPointer, _ length: Int) -> Result<Void, SystemError> {
         if let code = SystemCallFaults.injected(.munmap) { return .failure(.call(.munmap, formatBytes(length), errno: code)) }
         guard cnuma_unmap(address, length) == 0 else { return .failure(.call(.munmap, formatBytes(length), errno: errno)) }

@@ -3,7 +3,7 @@ import Glibc
 
 /// The system calls BuddyPools makes, by the name a `SystemError` gives and a test can make fail.
 package enum SystemCall: String, Sendable, CaseIterable, CustomStringConvertible {
-    case mmap, munmap, mbind, madvise, mlock, munlock
+    case mmap, munmap, mprotect, mbind, madvise, mlock, munlock
     case movePages = "move_pages"
     case membarrier, getrlimit, getrusage, sysconf
     case schedGetaffinity = "sched_getaffinity"
