@@ -24,6 +24,21 @@ struct TwoNodeGuestTests {
         try PlacementExpectations.regionLands(on: node, pageSize: pageSize)
     }
 
+    @Test("a heap pool, committed a superblock at a time, allocates on its node", arguments: [0, 1])
+    func heapPoolLands(node: Int) throws {
+        // As the malloc heap's pools are made: a reservation, mbind'd, committed on first use; the
+        // policy set on the reservation must hold for every part committed later.
+        var configuration = PoolConfiguration(name: "heap\(node)", capacity: 64 << 20)
+        configuration.nodes = [node]
+        configuration.pageSize = .transparent
+        configuration.keptAcrossFork = true
+        configuration.populatedAtCreation = false
+        configuration.placementCheck = .off
+        let pool = try MemoryPool(configuration: configuration)
+        #expect(pool.regions.allSatisfy { $0.commitsOnDemand })
+        try PlacementExpectations.poolAllocates(on: node, pool: pool)
+    }
+
     @Test("interleave spreads pages over both nodes")
     func interleave() throws {
         for pageSize in [PageSize.base, .huge2M] {
