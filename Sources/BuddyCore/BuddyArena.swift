@@ -509,6 +509,35 @@ public final class BuddyArena {
         return order
     }
 
+    // MARK: Growth in place
+
+    /// Grows an allocated block to `order` where it lies (realloc's growth without a copy): the
+    /// block of `order` containing it must start at its address, and each buddy above it, of
+    /// orders `location.order ..< order`, must be free and whole (free in this arena; a block in
+    /// a cache is not). Those buddies leave the free bitmaps and become interior of the grown
+    /// block, whose head keeps its mobility (no longer raised: its order is now its size's).
+    /// Returns the grown block's location, or nil with nothing changed. Below a superblock only.
+    public func extend(_ location: BlockLocation, toOrder order: Int) -> BlockLocation? {
+        let slot = location.slot, offset = location.blockOffset, maxOrder = geometry.maxOrder
+        guard order > location.order, order < maxOrder, offset & ((1 &<< order) - 1) == 0, runLengths[slot] <= 1 else { return nil }
+        let head = BlockState(rawValue: state(slot: slot, offset: offset).pointee.load(ordering: .relaxed))
+        guard case .allocated(let mobilityClass, _) = head.kind, !head.isTrimmed, head.order == location.order else { return nil }
+        for buddyOrder in location.order..<order {
+            let buddy = offset + (1 &<< buddyOrder)
+            guard state(slot: slot, offset: buddy).pointee.load(ordering: .relaxed) == BlockState.free(order: buddyOrder).rawValue else {
+                return nil
+            }
+        }
+        for buddyOrder in location.order..<order {
+            let buddy = offset + (1 &<< buddyOrder)
+            removeFree(slot: slot, index: (slot &<< (maxOrder - buddyOrder)) | (buddy &>> buddyOrder), order: buddyOrder)
+            state(slot: slot, offset: buddy).pointee.store(BlockState.interior.rawValue, ordering: .relaxed)
+        }
+        state(slot: slot, offset: offset).pointee.store(
+            BlockState.allocated(order: order, mobilityClass: mobilityClass).rawValue, ordering: .relaxed)
+        return BlockLocation(slot: slot, blockOffset: offset, order: order)
+    }
+
     // MARK: Exact sizes
 
     /// Makes an allocated block of `location.order` an exact-size allocation of its first

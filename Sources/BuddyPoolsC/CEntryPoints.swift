@@ -39,8 +39,9 @@ public func buddypools_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int)
     }
     let heap = ProcessHeap.shared
     let held = heap.usableSize(pointer)
-    // In place when the block already holds the new size (its class or buddy block).
-    if size > 0, size <= held { return pointer }
+    // In place when the block already holds the new size (its class or buddy block), or when
+    // its buddies above it are free and it grows into them.
+    if size > 0, size <= held || (held > 0 && heap.resizeInPlace(pointer, byteCount: size)) { return pointer }
     guard let moved = buddypools_malloc(size) else { return nil }
     memcpy(moved, pointer, min(held, size))
     heap.free(pointer)

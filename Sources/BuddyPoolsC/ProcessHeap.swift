@@ -210,6 +210,14 @@ final class ProcessHeap: Sendable {
     }
 
     /// The bytes a block holds, from its pool or the system's malloc.
+    /// `realloc`'s growth without a copy: the pool holding `pointer` grows its block in place.
+    func resizeInPlace(_ pointer: UnsafeMutableRawPointer, byteCount: Int) -> Bool {
+        if let onlyPool, cbuddypools_in_pool_range(pointer) != 0 {
+            return onlyPool._withUnsafeGuaranteedRef { $0.resizeInPlace(pointer, byteCount: byteCount) }
+        }
+        return holder(of: pointer)?.resizeInPlace(pointer, byteCount: byteCount) ?? false
+    }
+
     func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
         if let onlyPool, cbuddypools_in_pool_range(pointer) != 0 {
             return onlyPool._withUnsafeGuaranteedRef { $0.allocatedSize(of: pointer) } ?? 0

@@ -36,6 +36,11 @@ struct FragmentationTracker {
         liveCounts[slot] &-= 1
     }
 
+    /// An allocation that grew in place: more bytes, the same count.
+    func grow(slot: Int, bytes: Int, mobility: Mobility) {
+        liveBytes[slot &* 3 &+ mobility.rawValue] &+= bytes
+    }
+
     func bytes(slot: Int, mobility: Mobility) -> Int { liveBytes[slot * 3 + mobility.rawValue] }
     func allocationCount(slot: Int) -> Int { liveCounts[slot] }
     func totalBytes(slot: Int) -> Int { liveBytes[slot * 3] + liveBytes[slot * 3 + 1] + liveBytes[slot * 3 + 2] }

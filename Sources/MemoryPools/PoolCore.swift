@@ -199,6 +199,17 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
         return run
     }
 
+    /// Grows an allocated block in place to `order` (the arena's `extend`), with the tracker and
+    /// the counters; false when a buddy above it is not free, and nothing changed.
+    mutating func extendBlock(_ location: BlockLocation, toOrder order: Int, mobility: Mobility) -> Bool {
+        guard withArena({ $0.extend(location, toOrder: order) }) != nil else { return false }
+        let added = arena.geometry.blockSize(order: order) - arena.geometry.blockSize(order: location.order)
+        tracker.grow(slot: location.slot, bytes: added, mobility: mobility)
+        noteAllocated(added)
+        checkAfterOperation(slot: location.slot)
+        return true
+    }
+
     private mutating func noteAllocated(_ bytes: Int) {
         counters.allocatedBytes += bytes
         if counters.allocatedBytes > counters.highWaterBytes { counters.highWaterBytes = counters.allocatedBytes }

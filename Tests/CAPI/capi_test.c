@@ -88,6 +88,35 @@ static void alignments(void) {
     CHECK(buddypools_aligned_alloc(48, 100) == NULL && errno == EINVAL, "aligned_alloc(48) is EINVAL");
 }
 
+// realloc grows a block into its free buddies without moving it. Run with a pool "grow" whose
+// caches are off (`cache=off`), so its first block starts a superblock with every buddy free.
+static void growth_in_place(void) {
+    buddypools_pool_t grow = buddypools_pool_named("grow");
+    CHECK(grow != NULL, "pool 'grow' not found");
+    if (!grow) return;
+    unsigned char *block = buddypools_malloc_in(grow, 300 << 10);  // a 512 KiB block
+    CHECK(block != NULL && buddypools_malloc_usable_size(block) == 512 << 10, "malloc_in(grow, 300 KiB)");
+    if (!block) return;
+    for (size_t i = 0; i < (300 << 10); i++) block[i] = (unsigned char)(i * 13);
+    unsigned char *grown = buddypools_realloc(block, 700 << 10);  // needs 1 MiB: the buddy above is free
+    CHECK(grown == block, "realloc to 700 KiB moved the block from %p to %p", (void *)block, (void *)grown);
+    CHECK(grown && buddypools_malloc_usable_size(grown) == 1 << 20, "the grown block holds %zu bytes",
+          grown ? buddypools_malloc_usable_size(grown) : 0);
+    if (!grown) return;
+    for (size_t i = 0; i < (300 << 10); i++) {
+        if (grown[i] != (unsigned char)(i * 13)) { CHECK(0, "growth in place lost byte %zu", i); break; }
+    }
+    for (size_t i = 300 << 10; i < (1 << 20); i++) grown[i] = 1;
+    // The buddy above is in use now: the next growth moves the data.
+    unsigned char *neighbour = buddypools_malloc_in(grow, 1 << 20);
+    unsigned char *moved = buddypools_realloc(grown, 1200 << 10);
+    CHECK(moved != NULL && moved != grown && moved[(300 << 10) - 1] == (unsigned char)(((300 << 10) - 1) * 13),
+          "realloc past an allocated buddy moves the block and keeps its data");
+    buddypools_free(neighbour);
+    buddypools_free(moved);
+    printf("capi_test: realloc grew a 512 KiB block to 1 MiB in place, and moved it when the buddy was taken\n");
+}
+
 static void named_pools(void) {
     buddypools_pool_t spare = buddypools_pool_named("spare");
     CHECK(spare != NULL, "pool 'spare' not found");
@@ -198,6 +227,10 @@ int main(int argc, char **argv) {
         buddypools_free(object);
         buddypools_free(object);  // must not return
         return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "grow") == 0) {
+        growth_in_place();
+        return failures ? 1 : 0;
     }
     if (argc > 1 && strcmp(argv[1], "badfree") == 0) {
         int local = 0;
