@@ -16,11 +16,7 @@ enum ProgramScenario {
 
     static func run(contender: Contender) -> ScenarioResult {
         var result = ScenarioResult(scenario: .program, contender: contender, status: .ok)
-        guard let path = locate(script) else {
-            result.status = .skipped
-            result.note = "\(script) not found from the working directory or beside the executable: run from the repository"
-            return result
-        }
+        guard let path = locate(script, for: &result) else { return result }
         // The program reports its own peak RSS (VmHWM, its address space's high-water mark): the
         // child's ru_maxrss is no good here, since Linux carries the spawning process's high-water
         // mark into a vfork-exec'd child (a contender that ran gups before showed 4 GiB).
@@ -53,11 +49,7 @@ enum ProgramScenario {
     /// compile the first time, so no contender pays for building Foundation's modules.
     static func compile(contender: Contender) -> ScenarioResult {
         var result = ScenarioResult(scenario: .compile, contender: contender, status: .ok)
-        guard let source = locate(compiledFile) else {
-            result.status = .skipped
-            result.note = "\(compiledFile) not found from the working directory or beside the executable: run from the repository"
-            return result
-        }
+        guard let source = locate(compiledFile, for: &result) else { return result }
         guard let compiler = searchPath("swiftc") ?? ["/opt/swift/usr/bin/swiftc"].first(where: { access($0, X_OK) == 0 }) else {
             result.status = .skipped
             result.note = "swiftc not found on PATH or in /opt/swift/usr/bin"
@@ -98,6 +90,14 @@ enum ProgramScenario {
     static func searchPath(_ name: String) -> String? {
         guard let path = getenv("PATH").map({ String(cString: $0) }) else { return nil }
         return path.split(separator: ":").map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
+    }
+
+    /// `file`'s path, or nil with `result` marked skipped and saying why.
+    static func locate(_ file: String, for result: inout ScenarioResult) -> String? {
+        if let path = locate(file) { return path }
+        result.status = .skipped
+        result.note = "\(file) not found from the working directory or beside the executable: run from the repository"
+        return nil
     }
 
     /// A repository file from the working directory, or from the repository the executable was
