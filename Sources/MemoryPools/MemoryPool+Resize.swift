@@ -7,7 +7,8 @@ extension MemoryPool {
     /// it held that many already, or its block grew into free buddies above it (a block of order
     /// k at an address aligned to 2^(k+1) blocks takes its free buddy of order k, and so on up to
     /// the order `byteCount` needs). False leaves the block as it was: the caller moves the data.
-    /// Only a whole buddy block below a superblock grows: objects, runs, exact-size allocations,
+    /// Only a whole unmovable buddy block below a superblock grows: objects, runs, exact-size
+    /// allocations, movable and reclaimable blocks (their handles and shrinkers know their size),
     /// pools that zero, poison or count sites, and pointers that are not an allocation's start
     /// answer false (a bad pointer is reported by the free that follows, not here). A buddy held
     /// in a thread's magazine is not free: in a pool with caches, growth succeeds only where the
@@ -19,10 +20,11 @@ extension MemoryPool {
         let address = UInt(bitPattern: pointer)
         return core.locked { core -> Bool in
             guard case .head(let location, let state) = core.withArena({ $0.lookup(address) }),
-                  case .allocated = state.kind, !state.isTrimmed, core.arena.runLength(slot: location.slot) <= 1
+                  case .allocated = state.kind, !state.isTrimmed, PoolCore.mobility(of: state) == .unmovable,
+                  core.arena.runLength(slot: location.slot) <= 1
             else { return false }
             if order <= location.order { return true }
-            return core.extendBlock(location, toOrder: order, mobility: PoolCore.mobility(of: state))
+            return core.extendBlock(location, toOrder: order, mobility: .unmovable)
         }
     }
 }

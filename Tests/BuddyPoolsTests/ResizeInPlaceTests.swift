@@ -58,6 +58,10 @@ struct ResizeInPlaceTests {
         #expect(!pool.resizeInPlace(left, byteCount: 2 << 20), "a superblock's size")
         #expect(!pool.resizeInPlace(left, byteCount: 0) && !pool.resizeInPlace(left, byteCount: -5), "no size")
         #expect(!pool.resizeInPlace(left + 4096, byteCount: 16 << 10), "an interior pointer")
+        let movable = try pool.allocate(byteCount: 8 << 10, mobility: .movable)
+        #expect(!pool.resizeInPlace(movable, byteCount: 16 << 10), "a movable block: its handle knows its size")
+        #expect(pool.allocatedSize(of: movable) == 8 << 10)
+        pool.deallocate(movable)
         var local = 0
         #expect(!withUnsafeMutablePointer(to: &local) { pool.resizeInPlace(UnsafeMutableRawPointer($0), byteCount: 64) }, "a foreign pointer")
         #expect(pool.allocatedSize(of: left) == 8 << 10 && pool.allocatedSize(of: right) == 8 << 10)
