@@ -54,6 +54,28 @@ struct CommitOnDemandTests {
         try pool.checkInvariants()
     }
 
+    @Test("a lender commits a superblock before it lends it, and the borrower's writes land in committed memory")
+    func lendingCommits() throws {
+        // Two heap pools, as the malloc heap makes them: the lender has never used its superblocks.
+        let set = try PoolSet(environment: ["BUDDYPOOLS": "hi:size=4M,priority=10,max=12M,page=4K;lo:size=16M,priority=1,page=4K"]) {
+            $0.keptAcrossFork = true
+            $0.populatedAtCreation = false
+            $0.placementCheck = .off
+        }
+        let hi = try #require(set["hi"]), lo = try #require(set["lo"])
+        #expect(Self.writableBytes(lo) == 0)
+        let blocks = TestPools.fillWithSuperblocks(hi)
+        #expect(blocks.count == 6, "4 MiB own + 8 MiB borrowed = its 12 MiB max")
+        // Every byte of every block, borrowed ones included, is writable: an uncommitted loan would fault here.
+        for block in blocks { block.initializeMemory(as: UInt8.self, repeating: 0x77, count: 2 << 20) }
+        #expect(Self.writableBytes(lo) == 8 << 20, "the lender committed exactly the four superblocks it lent")
+        for block in blocks { hi.deallocate(block) }
+        hi.drainCaches()
+        #expect(lo.statistics.lentBytes == 0)
+        try hi.checkInvariants()
+        try lo.checkInvariants()
+    }
+
     @Test("a pool populated at creation is committed whole, as before")
     func populatedPoolsAreCommitted() throws {
         var configuration = PoolConfiguration(name: "commit-populated", capacity: 8 << 20)
