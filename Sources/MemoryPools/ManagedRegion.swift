@@ -22,9 +22,10 @@ final class ManagedRegion: @unchecked Sendable {
     /// migration (-1: unknown).
     var superblockNodes: [Int] { sampledNodes.locked { $0 } }
     func node(ofSuperblock index: Int) -> Int { sampledNodes.locked { $0[index] } }
-    /// Where a superblock's pages are or will be: its sampled node, or, when sampling found no
-    /// page (a heap region whose pages fault in later), the one node a `bind` region is bound
-    /// to, where the kernel puts every page of it. -1 when neither says.
+    /// Where a superblock's pages are or will be, for lending: its sampled node, or, when
+    /// sampling found no page (a heap region whose pages fault in later), the one node a `bind`
+    /// region is bound to, where the kernel puts every page of it. -1 when neither says.
+    /// Statistics and placement checks keep the sampled node (unknown stays unknown there).
     func placementNode(ofSuperblock index: Int) -> Int {
         let sampled = node(ofSuperblock: index)
         guard sampled < 0, region.policy == .bind, region.nodes.count == 1, let only = region.nodes.first else { return sampled }

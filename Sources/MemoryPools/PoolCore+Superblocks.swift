@@ -20,7 +20,9 @@ extension PoolCore {
         var result: [(Int, Int)] = []
         arena.forEachWhollyFreeSlot { slot in
             guard own.contains(slot: slot), result.count < spare else { return }
-            result.append((slot, superblockNode(slot)))
+            // Where its pages will be: a heap region's superblock has none to sample yet.
+            let (region, superblock) = own.location(slot: slot)
+            result.append((slot, region.placementNode(ofSuperblock: superblock)))
         }
         return result
     }

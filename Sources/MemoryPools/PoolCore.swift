@@ -284,9 +284,9 @@ struct PoolCore: ~Copyable, @unchecked Sendable {
     func superblockNode(_ slot: Int) -> Int {
         if own.contains(slot: slot) {
             let (region, superblock) = own.location(slot: slot)
-            return region.placementNode(ofSuperblock: superblock)
+            return region.node(ofSuperblock: superblock)
         }
-        if let loan = borrowed[slot] { return loan.region.placementNode(ofSuperblock: loan.superblock) }
+        if let loan = borrowed[slot] { return loan.region.node(ofSuperblock: loan.superblock) }
         return -1
     }
 }
