@@ -33,6 +33,7 @@ public final class PoolMetrics: Sendable {
             let dimensions = [("pool", pool.name)]
             let gauges: [(String, Double)] = [
                 ("capacity_bytes", Double(stats.capacityBytes)),
+                ("committed_bytes", Double(stats.committedBytes)),
                 ("managed_bytes", Double(stats.managedBytes)),
                 ("free_bytes", Double(stats.freeBytes)),
                 ("used_bytes", Double(stats.usedBytes)),

@@ -52,6 +52,10 @@ public struct PoolStatistics: Sendable, Codable, Equatable {
     public var superblockBytes: Int
     /// Bytes mapped at creation.
     public var capacityBytes: Int
+    /// Own bytes made readable and writable: all of `capacityBytes` for a pool populated at
+    /// creation; for a malloc heap's pool (`populatedAtCreation = false`), the superblocks it has
+    /// used or lent so far, what strict overcommit charges it.
+    public var committedBytes: Int
     /// Bytes the pool manages now: own superblocks minus lent ones plus borrowed ones.
     public var managedBytes: Int
     /// Free in the buddy allocator.
@@ -144,7 +148,8 @@ extension MemoryPool {
             return PoolStatistics(
                 name: name, nodes: nodes.description, pageSize: regions.first?.pageSize ?? configuration.pageSize,
                 priority: priority, locked: configuration.locked, minBlockBytes: geometry.minBlockSize, maxOrder: geometry.maxOrder,
-                superblockBytes: geometry.superblockSize, capacityBytes: capacity, managedBytes: managed,
+                superblockBytes: geometry.superblockSize, capacityBytes: capacity,
+                committedBytes: capacity - (core.uncommitted.count << geometry.superblockShift), managedBytes: managed,
                 freeBytes: core.arena.freeBytes, cachedBytes: max(0, cached), usedBytes: max(0, used),
                 highWaterBytes: core.counters.highWaterBytes, freeBlocksByOrder: counts, freeBlocksByNode: byNode,
                 largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,

@@ -22,6 +22,7 @@ struct BuddyPoolsMetricsTests {
         metrics.update()
         let dimensions = [("pool", "metered")]
         #expect(try factory.expectGauge("buddypools_capacity_bytes", dimensions).lastValue == Double(8 << 20))
+        #expect(try factory.expectGauge("buddypools_committed_bytes", dimensions).lastValue == Double(8 << 20), "populated at creation: all of it")
         #expect(try factory.expectGauge("buddypools_used_bytes", dimensions).lastValue == Double(1 << 20))
         #expect(factory.counterTotal(label: "buddypools_allocations_total", dimensions: dimensions) == 1)
         pool.deallocate(block)

@@ -28,6 +28,7 @@ struct CommitOnDemandTests {
         let superblock = pool.geometry.superblockSize
         #expect(pool.regions.allSatisfy { $0.commitsOnDemand })
         #expect(Self.writableBytes(pool) == 0, "a fresh heap pool has committed memory")
+        #expect(pool.statistics.committedBytes == 0)
 
         // One small block, one object: one superblock (or two, if the object's slab came from another).
         let page = try pool.allocate(byteCount: 4096)
@@ -42,6 +43,7 @@ struct CommitOnDemandTests {
         run.initializeMemory(as: UInt8.self, repeating: 0xA5, count: 3 * superblock)
         let afterRun = Self.writableBytes(pool)
         #expect(afterRun == afterSmall + 3 * superblock)
+        #expect(pool.statistics.committedBytes == afterRun, "the statistics say what the kernel's maps say")
 
         // Freed and asked for again: the same superblocks serve, nothing more is committed.
         pool.deallocate(run)
@@ -83,6 +85,7 @@ struct CommitOnDemandTests {
         let pool = try MemoryPool(configuration: configuration)
         #expect(pool.regions.allSatisfy { !$0.commitsOnDemand })
         #expect(Self.writableBytes(pool) == 8 << 20)
+        #expect(pool.statistics.committedBytes == 8 << 20)
     }
 
     @Test("a refused commit fails the request with exhaustion, hands nothing out, and the pool goes on once the kernel commits again")
