@@ -161,13 +161,22 @@ extension MemoryPool {
 
     /// The unlocked check for any of the pool's own regions (the fast path covers the first).
     private func cacheableBlock(at address: UInt, expectedOrder: Int?) -> (UnsafeMutablePointer<Atomic<UInt8>>, Int)? {
+        guard let (region, offset, _) = ownRegion(of: address) else { return nil }
+        return CacheFastPath.cacheableHead(
+            offset: offset, states: region.states, owners: region.owners, minBlockShift: geometry.minBlockShift,
+            minBlockMask: UInt(geometry.minBlockSize - 1), superblockShift: geometry.superblockShift, maxOrder: cacheFastPath.maxOrder, poolID: id, expectedOrder: expectedOrder)
+    }
+
+    /// The own region holding `address`, its offset there and the region's first own slot,
+    /// without the lock (the regions are fixed while the pool lives); nil outside them.
+    @inline(__always)
+    func ownRegion(of address: UInt) -> (region: CacheRegion, offset: UInt, firstSlot: Int)? {
+        var firstSlot = 0
         for index in 0..<fastRegionCount {
             let region = fastRegions[index]
             let offset = address &- region.base
-            guard offset < region.byteCount else { continue }
-            return CacheFastPath.cacheableHead(
-                offset: offset, states: region.states, owners: region.owners, minBlockShift: geometry.minBlockShift,
-                minBlockMask: UInt(geometry.minBlockSize - 1), superblockShift: geometry.superblockShift, maxOrder: cacheFastPath.maxOrder, poolID: id, expectedOrder: expectedOrder)
+            if offset < region.byteCount { return (region, offset, firstSlot) }
+            firstSlot &+= Int(truncatingIfNeeded: region.byteCount &>> UInt(truncatingIfNeeded: geometry.superblockShift))
         }
         return nil
     }

@@ -12,33 +12,23 @@ extension MemoryPool {
     /// Keeps a freed run or whole superblock of an own region in the run stash, lock-free; false
     /// sends the caller to the checked free under the lock (which also names every bad free).
     func keepRunUnlocked(_ address: UInt, byteCount: Int?) -> Bool {
-        guard runsKeptUnlocked, !isForkedChild else { return false }
-        let superblockShift = UInt(truncatingIfNeeded: geometry.superblockShift)
-        var firstSlot = 0
-        for index in 0..<fastRegionCount {
-            let region = fastRegions[index]
-            let offset = address &- region.base
-            guard offset < region.byteCount else {
-                firstSlot &+= Int(truncatingIfNeeded: region.byteCount &>> superblockShift)
-                continue
-            }
-            guard offset & (UInt(truncatingIfNeeded: geometry.superblockSize) &- 1) == 0 else { return false }
-            let superblock = Int(truncatingIfNeeded: offset &>> superblockShift)
-            // Not lent to another pool (nor given back by a shrink, whose state byte is not allocated).
-            guard region.owners[superblock].load(ordering: .relaxed) == id else { return false }
-            let slot = firstSlot &+ superblock
-            let state = runStash.head(slot: slot)
-            let value = state.pointee.load(ordering: .relaxed)
-            let tag = value &>> 4
-            let raised = tag == BlockState.Tag.raisedUnmovable.rawValue
-            guard Int(value & 0x0F) == geometry.maxOrder, raised || tag == BlockState.Tag.allocatedUnmovable.rawValue else { return false }
-            let count = runStash.runLength(slot: slot)
-            if let byteCount, !sizeMatches(byteCount, run: count, order: geometry.maxOrder, raised: raised) { return false }
-            guard runStash.keep(slot: slot, count: count, state: state, allocated: value) else { return false }
-            countUnlockedRun(kept: true)
-            return true
-        }
-        return false
+        guard runsKeptUnlocked, !isForkedChild, let (region, offset, firstSlot) = ownRegion(of: address),
+              offset & (UInt(truncatingIfNeeded: geometry.superblockSize) &- 1) == 0
+        else { return false }
+        let superblock = Int(truncatingIfNeeded: offset &>> UInt(truncatingIfNeeded: geometry.superblockShift))
+        // Not lent to another pool (nor given back by a shrink, whose state byte is not allocated).
+        guard region.owners[superblock].load(ordering: .relaxed) == id else { return false }
+        let slot = firstSlot &+ superblock
+        let state = runStash.head(slot: slot)
+        let value = state.pointee.load(ordering: .relaxed)
+        let tag = value &>> 4
+        let raised = tag == BlockState.Tag.raisedUnmovable.rawValue
+        guard Int(value & 0x0F) == geometry.maxOrder, raised || tag == BlockState.Tag.allocatedUnmovable.rawValue else { return false }
+        let count = runStash.runLength(slot: slot)
+        if let byteCount, !sizeMatches(byteCount, run: count, order: geometry.maxOrder, raised: raised) { return false }
+        guard runStash.keep(slot: slot, count: count, state: state, allocated: value) else { return false }
+        countUnlockedRun(kept: true)
+        return true
     }
 
     /// A kept run of `count` own superblocks starting on `alignment`, marked allocated (raised:
@@ -83,7 +73,12 @@ extension MemoryPool {
 extension MemoryPool {
     /// Runs kept and taken without the pool lock so far (for tests and the statistics' counts).
     package var unlockedRunOperations: (kept: Int, taken: Int) {
-        let census = caches?.census(byThread: false) ?? PoolCaches.Census()
-        return (runStash.keepsUnlocked.load(ordering: .relaxed) + census.runsKept, runStash.takesUnlocked.load(ordering: .relaxed) + census.runsTaken)
+        unlockedRunOperations(census: caches?.census(byThread: false) ?? PoolCaches.Census())
+    }
+
+    /// The same from a census of the caches already taken: the threads' counts and those of
+    /// threads without a cache.
+    func unlockedRunOperations(census: PoolCaches.Census) -> (kept: Int, taken: Int) {
+        (runStash.keepsUnlocked.load(ordering: .relaxed) + census.runsKept, runStash.takesUnlocked.load(ordering: .relaxed) + census.runsTaken)
     }
 }
