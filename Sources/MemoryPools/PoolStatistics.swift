@@ -120,6 +120,7 @@ extension MemoryPool {
     public var statistics: PoolStatistics {
         // Counted before taking the pool lock: the lock order is thread-cache list, cache, depot, pool.
         let census = caches?.census() ?? PoolCaches.Census()
+        let unlockedRuns = unlockedRunOperations(census: census)
         return core.locked { core in
             let slabRows = slabCensus(core)
             let emptySlabBytes = slabRows.reduce(0) { total, row in total + (row.slabs == 0 ? 0 : row.emptySlabs * row.slabBytes / row.slabs) }
@@ -153,11 +154,11 @@ extension MemoryPool {
                 freeBytes: core.arena.freeBytes, cachedBytes: max(0, cached), usedBytes: max(0, used),
                 highWaterBytes: core.counters.highWaterBytes, freeBlocksByOrder: counts, freeBlocksByNode: byNode,
                 largestFreeBlockBytes: core.arena.largestFreeOrder.map { geometry.blockSize(order: $0) } ?? 0,
-                allocationCount: core.counters.allocations + census.allocations + census.runsTaken + runStash.takesUnlocked.load(ordering: .relaxed),
+                allocationCount: core.counters.allocations + census.allocations + unlockedRuns.taken,
                 // Frees into caches are not counted as they happen: blocks in caches now, plus those
                 // popped, minus those the caches took from the buddy allocator, were pushed.
                 deallocationCount: core.counters.deallocations + census.cachedBlocks + census.allocations - core.counters.cacheNetBlocks
-                    + census.runsKept + runStash.keepsUnlocked.load(ordering: .relaxed),
+                    + unlockedRuns.kept,
                 failureCount: core.counters.failures,
                 metadataBytes: metadata, metadataFraction: Double(metadata) / Double(max(1, capacity)),
                 cacheStorageBytes: census.storageBytes, threadCaches: census.threads,
