@@ -12,9 +12,7 @@ struct CommitOnDemandTests {
     static func heapConfiguration(_ name: String, capacity: Int = 64 << 20) -> PoolConfiguration {
         var configuration = PoolConfiguration(name: name, capacity: capacity)
         configuration.pageSize = .transparent
-        configuration.keptAcrossFork = true
-        configuration.populatedAtCreation = false
-        configuration.placementCheck = .off
+        TestPools.asHeapPool(&configuration)
         return configuration
     }
 
@@ -59,11 +57,8 @@ struct CommitOnDemandTests {
     @Test("a lender commits a superblock before it lends it, and the borrower's writes land in committed memory")
     func lendingCommits() throws {
         // Two heap pools, as the malloc heap makes them: the lender has never used its superblocks.
-        let set = try PoolSet(environment: ["BUDDYPOOLS": "hi:size=4M,priority=10,max=12M,page=4K;lo:size=16M,priority=1,page=4K"]) {
-            $0.keptAcrossFork = true
-            $0.populatedAtCreation = false
-            $0.placementCheck = .off
-        }
+        let set = try PoolSet(environment: ["BUDDYPOOLS": "hi:size=4M,priority=10,max=12M,page=4K;lo:size=16M,priority=1,page=4K"],
+                              adjusting: TestPools.asHeapPool)
         let hi = try #require(set["hi"]), lo = try #require(set["lo"])
         #expect(Self.writableBytes(lo) == 0)
         let blocks = TestPools.fillWithSuperblocks(hi)

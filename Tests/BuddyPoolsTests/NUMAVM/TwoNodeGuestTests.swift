@@ -31,9 +31,7 @@ struct TwoNodeGuestTests {
         var configuration = PoolConfiguration(name: "heap\(node)", capacity: 64 << 20)
         configuration.nodes = [node]
         configuration.pageSize = .transparent
-        configuration.keptAcrossFork = true
-        configuration.populatedAtCreation = false
-        configuration.placementCheck = .off
+        TestPools.asHeapPool(&configuration)
         let pool = try MemoryPool(configuration: configuration)
         #expect(pool.regions.allSatisfy { $0.commitsOnDemand })
         try PlacementExpectations.poolAllocates(on: node, pool: pool)

@@ -12,6 +12,15 @@ enum TestPools {
         return try MemoryPool(configuration: configuration)
     }
 
+    /// Makes a configuration one of the malloc heap's (as ProcessHeap.heapConfiguration does):
+    /// kept across fork, not populated at creation (so committed a superblock at a time), its
+    /// unpopulated pages not sampled for placement.
+    static func asHeapPool(_ configuration: inout PoolConfiguration) {
+        configuration.keptAcrossFork = true
+        configuration.populatedAtCreation = false
+        configuration.placementCheck = .off
+    }
+
     /// Allocates 2 MiB blocks (one superblock each) until the pool says exhausted.
     static func fillWithSuperblocks(_ pool: MemoryPool) -> [UnsafeMutableRawPointer] {
         var blocks: [UnsafeMutableRawPointer] = []
